@@ -160,7 +160,7 @@ def decompose(x, level=1, *, wavelet: str = "haar", mode: str = "periodization",
     Examples
     --------
     >>> import numpy as np, pywt
-    >>> x = np.random.default_rng(0).normal(size=(8, 16))
+    >>> x = np.random.default_rng(0).normal(size=(16, 32))
     >>> p = decompose(x, 2, wavelet="db2")
     >>> ref = pywt.wavedecn(x, "db2", mode="periodization", level=2)
     >>> bool(np.allclose(p.approx, ref[0]) and np.allclose(p.details[0]["dd"], ref[1]["dd"]))
