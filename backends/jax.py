@@ -1,0 +1,158 @@
+"""The JAX backend: strided slices of the periodized stencils, traceable and differentiable.
+
+Contract: the names listed in :mod:`botcore.backend`, for ``jax.Array``
+(tracers included, so :func:`botcore.resize` works inside ``jax.jit``,
+``jax.grad`` and ``jax.vmap`` bodies: botcore's control flow depends only on
+static shapes). Results stay on the input's device; float16/bfloat16 are
+computed in float32 and cast back, float64 stays float64 (float64 arrays exist
+only when the caller enabled ``jax_enable_x64``; this module never changes
+JAX's configuration). ``MODES`` is ``{"periodization"}``.
+
+``gain="std"`` needs the array's standard deviation as a Python number, so it
+cannot run under ``jax.jit``; :func:`std` raises :class:`botcore.OptionError`
+there (use ``gain="paper"`` or ``"function"``, or resize outside the jit).
+
+Examples
+--------
+>>> import jax, jax.numpy as jnp, botcore
+>>> x = jnp.arange(8.0).reshape(2, 4)
+>>> botcore.resize(x, (1, 2), gain="function").tolist()
+[[2.5, 4.5]]
+>>> shrink = jax.jit(lambda w: botcore.resize(w, (2, 4), gain="function"))
+>>> shrink(jnp.ones((4, 8))).tolist()
+[[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+>>> float(jax.grad(lambda w: botcore.resize(w, (1, 2)).sum())(x)[0, 0])
+0.5
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from botcore.errors import OptionError
+
+from . import _stencil
+
+NAME = "jax"
+MODES = _stencil.MODES
+
+_this = sys.modules[__name__]  # the primitives below, for _stencil
+
+
+def is_array(x: object) -> bool:
+    return isinstance(x, jax.Array)
+
+
+def dtype_name(x) -> str:
+    return str(x.dtype)
+
+
+def shape(x) -> tuple[int, ...]:
+    return tuple(int(d) for d in x.shape)
+
+
+def to_compute(x):
+    return x.astype(jnp.float64 if x.dtype == jnp.float64 else jnp.float32)
+
+
+def from_compute(y, like):
+    return y.astype(like.dtype)
+
+
+# -- primitives for botcore.backends._stencil ---------------------------------
+
+
+def axis_slice(x, axis, start, step, count):
+    return lax.slice_in_dim(x, start, start + step * (count - 1) + 1, step, axis)
+
+
+def phases(x, axis):
+    n = x.shape[axis]
+    return lax.slice_in_dim(x, 0, n - 1, 2, axis), lax.slice_in_dim(x, 1, n, 2, axis)
+
+
+def gather(x, index, axis):
+    return jnp.take(x, np.asarray(index, dtype=np.int32), axis=axis, mode="clip")
+
+
+def lincomb(terms, weights):
+    if len(set(weights)) == 1:
+        out = terms[0]
+        for t in terms[1:]:
+            out = out + t
+        return out * weights[0]
+    out = terms[0] * weights[0]
+    for t, w in zip(terms[1:], weights[1:]):
+        out = out + t * w
+    return out
+
+
+def _merge(x, axis):
+    s = x.shape
+    return x.reshape(s[:axis] + (s[axis] * s[axis + 1],) + s[axis + 2 :])
+
+
+def interleave(even, odd, axis):
+    return _merge(jnp.stack((even, odd), axis=axis + 1), axis)
+
+
+def upsample(x, w_even, w_odd, axis):
+    w = np.array([w_even, w_odd], dtype=np.float64).reshape((2,) + (1,) * (x.ndim - axis - 1))
+    return _merge(jnp.expand_dims(x, axis + 1) * w.astype(x.dtype), axis)
+
+
+# -- the contract ---------------------------------------------------------------
+
+
+def dwt(x, bank, *, axis, mode, detail):
+    return _stencil.dwt(_this, x, bank, axis=axis, mode=mode, detail=detail)
+
+
+def idwt(a, d, bank, *, axis, mode):
+    return _stencil.idwt(_this, a, d, bank, axis=axis, mode=mode)
+
+
+def resample(x, index, weight, *, axis):
+    axis = axis % x.ndim
+    shape_w = [1] * x.ndim
+    shape_w[axis] = index.shape[1]
+    out = None
+    for t in range(index.shape[0]):
+        term = gather(x, index[t], axis)
+        w = weight[t]
+        if not np.all(w == 1.0):
+            term = term * np.asarray(w, dtype=x.dtype).reshape(shape_w)
+        out = term if out is None else out + term
+    return out
+
+
+def scale(x, factor):
+    return x * factor
+
+
+def std(x) -> float:
+    try:
+        return float(jnp.std(x.astype(jnp.float64 if x.dtype == jnp.float64 else jnp.float32)))
+    except jax.errors.ConcretizationTypeError:
+        raise OptionError(
+            "gain='std' needs the weights' standard deviation as a number, which a traced "
+            "array (inside jax.jit) does not have; use gain='paper' or gain='function' "
+            "under jit, or call botcore.resize outside the jitted function"
+        ) from None
+
+
+def to_numpy(x) -> np.ndarray:
+    return np.array(x)
+
+
+def from_numpy(a, like):
+    out = jnp.asarray(np.asarray(a).astype(like.dtype))
+    devices = getattr(like, "devices", None)
+    if devices is not None and not isinstance(like, jax.core.Tracer):
+        out = jax.device_put(out, next(iter(like.devices())))
+    return out

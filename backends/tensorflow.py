@@ -1,0 +1,146 @@
+"""The TensorFlow backend: strided slices of the periodized stencils, eager or in tf.function.
+
+Contract: the names listed in :mod:`botcore.backend`, for ``tf.Tensor`` and
+``tf.Variable`` (a variable is read once; the result is always a new
+``tf.Tensor``, and the variable is never assigned). Results are placed on the
+input's device; float16/bfloat16 are computed in float32 and cast back,
+float64 stays float64. Every operation is a TensorFlow op (gradients flow under
+``tf.GradientTape``); nothing goes through NumPy except the small index arrays
+of the stencils. ``MODES`` is ``{"periodization"}``.
+
+Importing this module imports tensorflow; the dispatcher only does so once a
+TensorFlow tensor has been seen or ``backend="tensorflow"`` is asked for.
+
+Examples
+--------
+>>> import tensorflow as tf, botcore
+>>> x = tf.reshape(tf.range(8.0), (2, 4))
+>>> botcore.resize(x, (1, 2), gain="function").numpy().tolist()
+[[2.5, 4.5]]
+>>> v = tf.Variable(tf.ones((4, 4), dtype=tf.bfloat16))
+>>> y = botcore.resize(v, (8, 8), gain="function")
+>>> y.dtype.name, tuple(y.shape), isinstance(y, tf.Variable)
+('bfloat16', (8, 8), False)
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from . import _stencil
+
+NAME = "tensorflow"
+MODES = _stencil.MODES
+
+_this = sys.modules[__name__]  # the primitives below, for _stencil
+
+
+def is_array(x: object) -> bool:
+    return isinstance(x, (tf.Tensor, tf.Variable))
+
+
+def dtype_name(x) -> str:
+    return x.dtype.name
+
+
+def shape(x) -> tuple[int, ...]:
+    return tuple(int(d) for d in x.shape)
+
+
+def to_compute(x):
+    x = tf.convert_to_tensor(x)
+    return tf.cast(x, tf.float64 if x.dtype == tf.float64 else tf.float32)
+
+
+def from_compute(y, like):
+    device = getattr(like, "device", "") or ""
+    if not device or tf.executing_eagerly() is False:
+        return tf.cast(y, like.dtype)
+    with tf.device(device):
+        return tf.identity(tf.cast(y, like.dtype))
+
+
+# -- primitives for botcore.backends._stencil ---------------------------------
+
+
+def axis_slice(x, axis, start, step, count):
+    return x[(slice(None),) * axis + (slice(start, start + step * (count - 1) + 1, step),)]
+
+
+def phases(x, axis):
+    # TensorFlow's strided slices are several times slower than a copy on CPU;
+    # a reshape to (n/2, 2) and an unstack split the phases at copy speed.
+    s = shape(x)
+    return tf.unstack(tf.reshape(x, s[:axis] + (s[axis] // 2, 2) + s[axis + 1 :]), axis=axis + 1)
+
+
+def gather(x, index, axis):
+    return tf.gather(x, np.asarray(index, dtype=np.int64), axis=axis)
+
+
+def lincomb(terms, weights):
+    if len(set(weights)) == 1:
+        out = terms[0] if len(terms) == 1 else tf.add_n(terms)
+        return out * weights[0]
+    return tf.add_n([t * w for t, w in zip(terms, weights)])
+
+
+def _merge(x, axis):
+    s = shape(x)
+    return tf.reshape(x, s[:axis] + (s[axis] * s[axis + 1],) + s[axis + 2 :])
+
+
+def interleave(even, odd, axis):
+    return _merge(tf.stack((even, odd), axis=axis + 1), axis)
+
+
+def upsample(x, w_even, w_odd, axis):
+    w = np.array([w_even, w_odd]).reshape((2,) + (1,) * (len(x.shape) - axis - 1))
+    return _merge(tf.expand_dims(x, axis + 1) * tf.constant(w, dtype=x.dtype), axis)
+
+
+# -- the contract ---------------------------------------------------------------
+
+
+def dwt(x, bank, *, axis, mode, detail):
+    return _stencil.dwt(_this, x, bank, axis=axis, mode=mode, detail=detail)
+
+
+def idwt(a, d, bank, *, axis, mode):
+    return _stencil.idwt(_this, a, d, bank, axis=axis, mode=mode)
+
+
+def resample(x, index, weight, *, axis):
+    x = tf.convert_to_tensor(x)
+    axis = axis % len(x.shape)
+    shape_w = [1] * len(x.shape)
+    shape_w[axis] = index.shape[1]
+    out = None
+    for t in range(index.shape[0]):
+        term = gather(x, index[t], axis)
+        w = weight[t]
+        if not np.all(w == 1.0):
+            term = term * tf.constant(np.reshape(w, shape_w), dtype=x.dtype)
+        out = term if out is None else out + term
+    return out
+
+
+def scale(x, factor):
+    return x * factor
+
+
+def std(x) -> float:
+    return float(tf.math.reduce_std(tf.cast(x, tf.float64)))
+
+
+def to_numpy(x) -> np.ndarray:
+    return np.array(tf.convert_to_tensor(x).numpy())
+
+
+def from_numpy(a, like):
+    device = getattr(like, "device", "") or ""
+    with tf.device(device or None):
+        return tf.constant(np.asarray(a).astype(like.dtype.as_numpy_dtype))

@@ -1,0 +1,153 @@
+"""The PyTorch backend: strided slices of the periodized stencils, on the tensor's device.
+
+Contract: the names listed in :mod:`botcore.backend`, for ``torch.Tensor``
+(``torch.nn.Parameter`` included). Results are plain tensors on the input's
+device; float16/bfloat16 are computed in float32 and cast back, float64 stays
+float64. Every operation is a differentiable torch op, so autograd flows
+through :func:`botcore.resize`, :func:`botcore.decompose` and
+:func:`botcore.reconstruct`. Nothing goes through NumPy except the small index
+arrays of the stencils. ``MODES`` is ``{"periodization"}``.
+
+Importing this module imports torch; the dispatcher only does so once a torch
+tensor has been seen or ``backend="torch"`` is asked for.
+
+Examples
+--------
+>>> import torch, botcore
+>>> x = torch.arange(8.0).reshape(2, 4)
+>>> botcore.resize(x, (1, 2), gain="function")
+tensor([[2.5000, 4.5000]])
+>>> y = botcore.resize(torch.ones(4, 4, dtype=torch.bfloat16), (8, 8), gain="function")
+>>> y.dtype, y.shape
+(torch.bfloat16, torch.Size([8, 8]))
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from . import _stencil
+
+NAME = "torch"
+MODES = _stencil.MODES
+
+_this = sys.modules[__name__]  # the primitives below, for _stencil
+_COMPUTE = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.float32: torch.float32}
+
+
+def is_array(x: object) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def dtype_name(x: torch.Tensor) -> str:
+    return str(x.dtype).removeprefix("torch.")
+
+
+def shape(x: torch.Tensor) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+def to_compute(x: torch.Tensor) -> torch.Tensor:
+    # No copy for float32/float64: every kernel below returns new tensors and
+    # never writes into its inputs; from_compute copies if handed the input back.
+    return x.to(_COMPUTE.get(x.dtype, torch.float64))
+
+
+def from_compute(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    out = y.to(device=like.device, dtype=like.dtype)
+    if out is like or (out.data_ptr() == like.data_ptr() and out.numel()):
+        out = out.clone()
+    if isinstance(out, torch.nn.Parameter):
+        out = out.detach().clone().requires_grad_(out.requires_grad)
+    return out
+
+
+# -- primitives for botcore.backends._stencil ---------------------------------
+
+
+def axis_slice(x, axis, start, step, count):
+    return x.narrow(axis, start, step * (count - 1) + 1)[(slice(None),) * axis + (slice(None, None, step),)]
+
+
+def phases(x, axis):
+    lead = (slice(None),) * axis
+    return x[lead + (slice(0, None, 2),)], x[lead + (slice(1, None, 2),)]
+
+
+def gather(x, index, axis):
+    return x.index_select(axis, torch.as_tensor(index, device=x.device))
+
+
+def lincomb(terms, weights):
+    if len(set(weights)) == 1:
+        out = terms[0] + terms[1] if len(terms) > 1 else terms[0] * 1.0
+        for t in terms[2:]:
+            out.add_(t)
+        return out.mul_(weights[0])
+    out = terms[0] * weights[0]
+    for t, w in zip(terms[1:], weights[1:]):
+        out.add_(t, alpha=w)
+    return out
+
+
+def interleave(even, odd, axis):
+    return torch.stack((even, odd), dim=axis + 1).flatten(axis, axis + 1)
+
+
+def upsample(x, w_even, w_odd, axis):
+    w = torch.tensor([w_even, w_odd], dtype=x.dtype, device=x.device)
+    w = w.reshape((2,) + (1,) * (x.dim() - axis - 1))
+    return (x.unsqueeze(axis + 1) * w).flatten(axis, axis + 1)
+
+
+# -- the contract ---------------------------------------------------------------
+
+
+def dwt(x, bank, *, axis, mode, detail):
+    return _stencil.dwt(_this, x, bank, axis=axis, mode=mode, detail=detail)
+
+
+def idwt(a, d, bank, *, axis, mode):
+    return _stencil.idwt(_this, a, d, bank, axis=axis, mode=mode)
+
+
+def resample(x, index, weight, *, axis):
+    axis = axis % x.dim()
+    shape_w = [1] * x.dim()
+    shape_w[axis] = index.shape[1]
+    out = None
+    for t in range(index.shape[0]):
+        term = gather(x, index[t], axis)
+        w = weight[t]
+        if not np.all(w == 1.0):
+            term = term * torch.as_tensor(w, dtype=x.dtype, device=x.device).reshape(shape_w)
+        out = term if out is None else out + term
+    return out
+
+
+def scale(x, factor):
+    return x * factor
+
+
+def std(x) -> float:
+    return float(x.detach().to(torch.float64).std(correction=0))
+
+
+def to_numpy(x) -> np.ndarray:
+    x = x.detach().cpu()
+    if x.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return x.to(torch.float32).numpy().astype(ml_dtypes.bfloat16)
+    return x.numpy().copy()
+
+
+def from_numpy(a, like):
+    a = np.asarray(a)
+    if a.dtype.name == "bfloat16":
+        a = a.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(a)).to(device=like.device, dtype=like.dtype)
+
