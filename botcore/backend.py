@@ -13,7 +13,8 @@ name                 meaning
 ``is_array(x)``      True for this framework's arrays
 ``dtype_name(x)``    ``"float32"``, ``"bfloat16"``, ``"int64"``, ...
 ``shape(x)``         tuple of ints
-``to_compute(x)``    float32 copy for 16/32-bit floats, float64 for float64
+``to_compute(x)``    ``x`` as float32 (16/32-bit floats) or float64; may
+                     share memory with ``x`` (botcore never writes in place)
 ``from_compute(y, like)``  ``y`` cast back to ``like``'s dtype (and device)
 ``dwt(x, bank, *, axis, mode, detail)``  one analysis level along ``axis``
                      (even length): ``(a, d)``, ``d`` is None if not ``detail``

@@ -149,7 +149,7 @@ def resize(
     _check_fixed(p, roles)
     y = b.to_compute(x)
     if p.is_identity:
-        return b.from_compute(y, x)
+        return b.from_compute(b.scale(y, 1.0), x)  # a new array, never the input itself
     bank = filter_bank(wavelet)
     # 1. shrink axes: the fractional step first (at the fine end), then analysis levels.
     for axis, a in enumerate(p.axes):
@@ -214,6 +214,8 @@ def select(x, shape, *, roles=None, backend: str | None = None):
             if role in SUM_ROLES:
                 weight = 1.0 / np.bincount(idx, minlength=n)[idx]
         y = b.resample(y, idx[None, :], weight[None, :], axis=axis)
+    if p.is_identity:
+        y = b.scale(y, 1.0)  # a new array, never the input itself
     return b.from_compute(y, x)
 
 

@@ -187,6 +187,8 @@ def decompose(x, level=1, *, wavelet: str = "haar", mode: str = "periodization",
         current = bands.pop(top)
         details.append(bands)
         level_axes.append(ax)
+    if not details:
+        current = b.scale(current, 1.0)  # level 0: a new array, never the input itself
     return Pyramid(
         current,
         tuple(reversed(details)),
@@ -215,7 +217,8 @@ def reconstruct(pyramid: Pyramid, *, backend=None):
         raise ShapeError(
             f"reconstruct expects a Pyramid from botcore.decompose, got {type(pyramid).__name__}"
         )
-    b = get_backend(pyramid.approx, backend=backend)
+    bands = [v for level in pyramid.details for v in level.values()]
+    b = get_backend(pyramid.approx, *bands, backend=backend)  # one framework for all bands
     bank = filter_bank(pyramid.wavelet)
     current = pyramid.approx
     for bands, ax, shape in zip(pyramid.details, pyramid.axes, pyramid.shapes):
