@@ -1,0 +1,192 @@
+"""``resize_model``: resize a whole checkpoint to a model-level target.
+
+Contract: the whole model is planned (shapes only, with :func:`botcore.plan`)
+before any tensor is resized, so an impossible target fails fast with
+:class:`~botcore.TargetError`. The source (directory, file or mapping) is never
+modified. Every parameter gets a treatment recorded in
+:attr:`ResizeResult.report`. With ``out=`` a complete Hugging Face directory is
+written atomically (see :mod:`botcore.adapters.io`).
+
+Examples
+--------
+>>> import numpy as np
+>>> from botcore.adapters import resize_model
+>>> rng = np.random.default_rng(0)
+>>> cfg = dict(model_type="bert", num_hidden_layers=2, hidden_size=8, num_attention_heads=2,
+...            intermediate_size=16)
+>>> L = "encoder.layer.{}."
+>>> params = {}
+>>> for i in range(2):
+...     for n, s in [("attention.self.query", (8, 8)), ("attention.self.key", (8, 8)),
+...                  ("attention.self.value", (8, 8)), ("attention.output.dense", (8, 8)),
+...                  ("intermediate.dense", (16, 8)), ("output.dense", (8, 16))]:
+...         params[L.format(i) + n + ".weight"] = rng.normal(size=s).astype(np.float32)
+...         params[L.format(i) + n + ".bias"] = np.zeros(s[0], np.float32)
+>>> new, config = resize_model(params, {"layers": 1, "hidden": 4}, config=cfg)
+>>> new["encoder.layer.0.intermediate.dense.weight"].shape, config["num_attention_heads"]
+((8, 4), 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import botcore
+from botcore._checks import check_option
+from botcore.errors import TargetError
+from botcore.signal import WeightSignal
+
+from .io import load_source, write_directory
+from .methods import METHODS, resize_signal
+from .registry import detect_family, get_adapter
+from .targets import resolve_target
+
+__all__ = ["DEFAULT_GAIN", "Record", "ResizeResult", "resize_model"]
+
+#: The default ``gain=`` of :func:`resize_model` (the transfer benchmark decides it).
+DEFAULT_GAIN = "function"
+
+
+@dataclass(frozen=True)
+class Record:
+    """What happened to one canonical signal (or one tied / dropped parameter)."""
+
+    signal: str
+    names: tuple
+    roles: tuple
+    source_shape: tuple
+    target_shape: tuple
+    treatment: str
+
+
+@dataclass
+class ResizeResult:
+    """The resized checkpoint: ``params``, ``config``, per-signal ``report`` and ``out``.
+
+    Iterating yields ``(params, config)``, so ``params, config = resize_model(...)`` works.
+    """
+
+    params: dict
+    config: dict
+    report: list = field(default_factory=list)
+    out: Path | None = None
+    family: str = ""
+    sizes: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.params, self.config))
+
+
+def _check_net2net(src: dict, dst: dict) -> None:
+    shrinking = [f"{k} {src[k]} -> {dst[k]}" for k in src if dst[k] < src[k]]
+    if shrinking:
+        raise TargetError(
+            f"method='net2net' only grows a model, but the target shrinks {', '.join(shrinking)}; "
+            "use method='bot', 'weight_selection' or 'layer_select' to shrink"
+        )
+
+
+def resize_model(
+    source,
+    target=None,
+    *,
+    method: str = "bot",
+    wavelet: str = "haar",
+    gain: str = DEFAULT_GAIN,
+    mode: str = "periodization",
+    config=None,
+    family: str | None = None,
+    out=None,
+    overwrite: bool = False,
+    progress=None,
+) -> ResizeResult:
+    """Resize a checkpoint to ``target`` sizes.
+
+    Parameters
+    ----------
+    source : path or mapping
+        A Hugging Face model directory, a ``.safetensors`` file (with ``config=``),
+        an ``.onnx`` graph, or a mapping of parameter names to numpy / torch /
+        tensorflow / jax arrays (with ``config=``). Never modified.
+    target : mapping, optional
+        Any of ``layers, hidden, heads, kv_heads, head_dim, ffn``; the rest follow
+        :func:`botcore.adapters.targets.resolve_target`. ``None`` keeps every size.
+    method : {"bot", "weight_selection", "layer_select", "net2net"}, keyword-only
+        See :mod:`botcore.adapters.methods`.
+    wavelet, gain, mode : str, keyword-only
+        Passed to :func:`botcore.resize` (``method="bot"`` only). ``gain`` defaults
+        to :data:`DEFAULT_GAIN`.
+    config : mapping or PretrainedConfig, optional
+        The Hugging Face config; read from ``config.json`` for directories.
+    family : str, optional
+        ``"bert"``, ``"gpt2"``, ``"llama"``, ``"vit"``, ``"deit"`` or ``"dinov2"``;
+        detected when omitted.
+    out : path, optional
+        Write a loadable Hugging Face directory there (atomically).
+    overwrite : bool, keyword-only
+        Replace an existing ``out``.
+    progress : callable, optional
+        Called as ``progress(done, total, signal_name)`` after each signal.
+
+    Returns
+    -------
+    ResizeResult
+
+    Raises
+    ------
+    TargetError, OptionError, UnsupportedModelError, ParameterKeyError, WaveletError, ModeError
+    """
+    if isinstance(source, (str, Path)) and str(source).endswith(".onnx"):
+        from .onnx import resize_onnx_model
+
+        return resize_onnx_model(source, target, method=method, wavelet=wavelet, gain=gain,
+                                 mode=mode, out=out, overwrite=overwrite)
+    check_option(method, METHODS, "method")
+    check_option(gain, botcore.GAINS, "gain")
+    if target is not None and not isinstance(target, Mapping):
+        raise TargetError(
+            f"target must be a mapping such as {{'layers': 6, 'hidden': 384}}, "
+            f"got {type(target).__name__}"
+        )
+    params, config, source_dir = load_source(source, config)
+    family = family or detect_family(params, config)
+    adapter = get_adapter(family)
+    layout, signals = adapter.analyse(params, config)
+    sizes = resolve_target(layout.sizes, target, gqa=adapter.gqa,
+                           free_head_dim=adapter.free_head_dim)
+    if method == "net2net":
+        _check_net2net(layout.sizes, sizes)
+    shapes = {}
+    for spec in layout.specs.values():  # plan the whole model before touching data
+        shapes[spec.name] = spec.target_shape(sizes)
+        if method == "bot":
+            botcore.plan(spec.shape, shapes[spec.name], wavelet=wavelet, mode=mode)
+    resized, report = {}, []
+    total = len(layout.specs)
+    for done, spec in enumerate(layout.specs.values(), 1):
+        sig = signals[spec.name]
+        data, treatment = resize_signal(
+            sig.data, spec.roles, shapes[spec.name], method=method, wavelet=wavelet, mode=mode,
+            gain=gain, residual=spec.rule.residual,
+        )
+        resized[spec.name] = WeightSignal(data, spec.roles, spec.name)
+        if shapes[spec.name] == spec.shape and method == "bot":
+            treatment += " (same size: unchanged)"
+        report.append(Record(spec.name, spec.members, spec.roles, spec.shape,
+                             shapes[spec.name], treatment))
+        if progress is not None:
+            progress(done, total, spec.name)
+    for alias, target_name in layout.ties.items():
+        report.append(Record(alias, (alias,), (), (), (), f"tied to {target_name}: written as "
+                             "the resized copy of it (tie kept)"))
+    for name, reason in layout.dropped.items():
+        report.append(Record(name, (name,), (), (), (), reason))
+    new_params = adapter.emit(layout, resized)
+    new_config = adapter.write_config(config, sizes)
+    written = None
+    if out is not None:
+        written = write_directory(out, new_params, new_config, source_dir=source_dir,
+                                  overwrite=overwrite, hidden=sizes["hidden"])
+    return ResizeResult(new_params, new_config, report, written, family, sizes)

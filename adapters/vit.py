@@ -1,0 +1,242 @@
+"""Vision transformers: ViT, DeiT (with distillation token and head) and DINOv2.
+
+Contract: one rule set reads three naming conventions, never mixed in one
+checkpoint:
+
+* Hugging Face on disk (what ``save_pretrained`` writes):
+  ``vit.encoder.layer.N.attention.attention.query.weight``, ``intermediate.dense``,
+  ``output.dense``, ``layernorm_before``/``layernorm_after`` (DINOv2: ``norm1``/``norm2``,
+  ``mlp.fc1``/``mlp.fc2``, ``layer_scale1.lambda1``);
+* transformers 5 in memory: ``vit.layers.N.attention.q_proj`` ... ``o_proj``, ``mlp.fc1``/``fc2``
+  (DINOv2: ``encoder.layer.N.attention.q_proj``);
+* timm (without importing timm): ``blocks.N.attn.qkv`` (fused ``[3 * hidden, hidden]``, split
+  into q/k/v first), ``attn.proj``, ``mlp.fc1``/``fc2``, ``norm1``/``norm2``, ``ls1.gamma``,
+  ``cls_token``, ``dist_token``, ``pos_embed``, ``patch_embed.proj``, ``norm``, ``fc_norm``,
+  ``head``, ``head_dist``. timm has no config: give ``config=`` with at least
+  ``num_attention_heads``; the other sizes are read off the tensors.
+
+Tokens ``(1, 1, hidden)`` are ``(fixed, fixed, out)``, position embeddings
+``(1, tokens, hidden)`` ``(fixed, fixed, out)``, the patch projection
+``(hidden, channels, P, P)`` ``(out, fixed, fixed, fixed)``, classifier heads
+``(classes, hidden)`` ``(fixed, in)`` (DINOv2's ``(classes, 2 * hidden)`` head, fed
+with ``[cls, mean patch]``, is ``(fixed, fixed, in)``), LayerScale gains
+``(depth, out)``.
+
+Examples
+--------
+>>> import numpy as np
+>>> v = ViTAdapter().split({"blocks.0.attn.qkv.weight": np.zeros((12, 4))}, {})
+>>> sorted((k, a.shape) for k, a in v.items())[0]
+('blocks.0.attn.qkv#k.weight', (4, 4))
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from botcore.errors import TargetError, UnsupportedModelError
+
+from .base import Adapter, Rule
+from .bert import _attention_and_ffn, linear_rules, vector_rules
+
+__all__ = ["ViTAdapter", "DeiTAdapter", "Dinov2Adapter"]
+
+_P = r"(?:vit\.|deit\.|dinov2\.)?"
+_E = _P + r"embeddings\."
+_L = _P + r"(?:encoder\.layer|layers)\.(?P<layer>\d+)\."
+_T = r"blocks\.(?P<layer>\d+)\."
+_TOKEN = "_,_,hidden", "fixed,fixed,out"
+_FUSED = re.compile(r"(.*blocks\.\d+\.attn\.qkv)\.(weight|bias)")
+_PARTS = ("q", "k", "v")
+
+
+def _rules(classifier_dims: str, classifier_roles: str) -> tuple[Rule, ...]:
+    return (
+        # Hugging Face (disk and transformers-5 memory names)
+        Rule(_E + r"cls_token", "token.cls", *_TOKEN),
+        Rule(_E + r"distillation_token", "token.dist", *_TOKEN),
+        Rule(_E + r"mask_token", "token.mask", "_,hidden", "fixed,out"),
+        Rule(_E + r"position_embeddings", "embed.position", *_TOKEN),
+        *linear_rules(_E + r"patch_embeddings\.projection", "patch", "hidden,_,_,_",
+                      "out,fixed,fixed,fixed"),
+        *_attention_and_ffn(_L, dict(
+            q=r"attention\.(?:attention\.query|q_proj)", k=r"attention\.(?:attention\.key|k_proj)",
+            v=r"attention\.(?:attention\.value|v_proj)", o=r"attention\.(?:output\.dense|o_proj)",
+            ffn_in=r"(?:intermediate\.dense|mlp\.fc1)", ffn_out=r"(?:output\.dense|mlp\.fc2)",
+            norm1=r"(?:layernorm_before|norm1)", norm2=r"(?:layernorm_after|norm2)")),
+        Rule(_L + r"layer_scale1\.lambda1", "scale1", "hidden", "out", residual=True),
+        Rule(_L + r"layer_scale2\.lambda1", "scale2", "hidden", "out", residual=True),
+        *vector_rules(_P + r"layernorm", "norm_final"),
+        *linear_rules(_P + r"pooler\.dense", "pooler", "hidden,hidden", "out,in"),
+        *linear_rules(r"classifier", "classifier", classifier_dims, classifier_roles),
+        *linear_rules(r"cls_classifier", "classifier", "_,hidden", "fixed,in"),
+        *linear_rules(r"distillation_classifier", "classifier_dist", "_,hidden", "fixed,in"),
+        # timm
+        Rule(r"cls_token", "token.cls", *_TOKEN),
+        Rule(r"dist_token", "token.dist", *_TOKEN),
+        Rule(r"pos_embed", "embed.position", *_TOKEN),
+        *linear_rules(r"patch_embed\.proj", "patch", "hidden,_,_,_", "out,fixed,fixed,fixed"),
+        *_attention_and_ffn(_T, dict(
+            q=r"attn\.qkv#q", k=r"attn\.qkv#k", v=r"attn\.qkv#v", o=r"attn\.proj",
+            ffn_in=r"mlp\.fc1", ffn_out=r"mlp\.fc2", norm1=r"norm1", norm2=r"norm2")),
+        Rule(_T + r"ls1\.gamma", "scale1", "hidden", "out", residual=True),
+        Rule(_T + r"ls2\.gamma", "scale2", "hidden", "out", residual=True),
+        *vector_rules(r"norm", "norm_final"),
+        *vector_rules(r"fc_norm", "norm_head"),
+        *linear_rules(r"head", "classifier", "_,hidden", "fixed,in"),
+        *linear_rules(r"head_dist", "classifier_dist", "_,hidden", "fixed,in"),
+    )
+
+
+def _has(names, *parts) -> bool:
+    return any(p in n for n in names for p in parts)
+
+
+class ViTAdapter(Adapter):
+    """Adapter for ViT checkpoints (Hugging Face or timm names)."""
+
+    family = "vit"
+    model_types = ("vit",)
+    rules = _rules("_,hidden", "fixed,in")
+
+    def sizes(self, config, params):
+        hidden = config.get("hidden_size") or config.get("embed_dim")
+        for key in ("cls_token", "embeddings.cls_token"):
+            for name, a in params.items():
+                if hidden is None and name.endswith(key):
+                    hidden = a.shape[-1]
+        layers = config.get("num_hidden_layers") or config.get("depth")
+        if layers is None:
+            found = {int(m.group(1)) for n in params for m in [re.search(r"blocks\.(\d+)\.", n)] if m}
+            layers = len(found) or None
+        heads = config.get("num_attention_heads") or config.get("num_heads")
+        if hidden is None or layers is None or heads is None:
+            raise UnsupportedModelError(
+                f"the {self.family} config lacks hidden_size, num_hidden_layers or "
+                "num_attention_heads (timm checkpoints have no config: pass "
+                "config={'num_attention_heads': ...})"
+            )
+        ffn = self._ffn(config, int(hidden), params)
+        return dict(layers=int(layers), hidden=int(hidden), heads=int(heads),
+                    kv_heads=int(heads), head_dim=int(hidden) // int(heads), ffn=ffn)
+
+    def _ffn(self, config, hidden, params) -> int:
+        if config.get("intermediate_size"):
+            return int(config["intermediate_size"])
+        if config.get("mlp_ratio"):
+            return int(hidden * config["mlp_ratio"])
+        for name, a in params.items():
+            if name.endswith("mlp.fc1.weight"):
+                return int(a.shape[0])
+        raise UnsupportedModelError(
+            f"cannot tell the {self.family} FFN width: the config has no intermediate_size "
+            "or mlp_ratio and there is no mlp.fc1.weight"
+        )
+
+    def write_config(self, config, sizes):
+        out = dict(config)
+        out.update(num_hidden_layers=sizes["layers"], hidden_size=sizes["hidden"],
+                   num_attention_heads=sizes["heads"], intermediate_size=sizes["ffn"])
+        if "mlp_ratio" in config:
+            out.pop("intermediate_size")
+            out["mlp_ratio"] = _ratio(sizes)
+        for timm_key, key in (("embed_dim", "hidden_size"), ("depth", "num_hidden_layers"),
+                              ("num_heads", "num_attention_heads")):
+            if timm_key in config:
+                out[timm_key] = out[key]
+        return out
+
+    def split(self, params, config):
+        out = {}
+        for name, a in params.items():
+            m = _FUSED.fullmatch(name)
+            if m is None:
+                out[name] = a
+                continue
+            if a.shape[0] % 3:
+                raise UnsupportedModelError(
+                    f"{name} has shape {a.shape}; expected 3 * hidden fused q/k/v rows"
+                )
+            n = a.shape[0] // 3
+            for i, part in enumerate(_PARTS):
+                out[f"{m.group(1)}#{part}.{m.group(2)}"] = a[i * n:(i + 1) * n]
+        return out
+
+    def merge(self, virtual, config):
+        out = {}
+        for name, a in virtual.items():
+            m = re.fullmatch(r"(.*attn\.qkv)#([qkv])\.(weight|bias)", name)
+            if m is None:
+                out[name] = a
+            elif m.group(2) == "q":
+                base, kind = m.group(1), m.group(3)
+                out[f"{base}.{kind}"] = np.concatenate(
+                    [virtual[f"{base}#{p}.{kind}"] for p in _PARTS], axis=0)
+        return out
+
+    @classmethod
+    def claims(cls, names, config):
+        return _has(names, "patch_embeddings.projection", "patch_embed.proj") and not (
+            DeiTAdapter.claims(names, config) or Dinov2Adapter.claims(names, config))
+
+
+def _ratio(sizes) -> float | int:
+    ratio = sizes["ffn"] / sizes["hidden"]
+    if int(sizes["hidden"] * ratio) != sizes["ffn"]:
+        raise TargetError(
+            f"ffn={sizes['ffn']} cannot be written as hidden * mlp_ratio with hidden="
+            f"{sizes['hidden']}; choose an ffn that is a simple multiple of hidden"
+        )
+    return int(ratio) if ratio == int(ratio) else ratio
+
+
+class DeiTAdapter(ViTAdapter):
+    """Adapter for DeiT checkpoints (distillation token and head; HF or timm names)."""
+
+    family = "deit"
+    model_types = ("deit",)
+
+    @classmethod
+    def claims(cls, names, config):
+        return _has(names, "distillation_token", "dist_token")
+
+
+class Dinov2Adapter(ViTAdapter):
+    """Adapter for DINOv2 checkpoints (LayerScale, mask token, ``mlp_ratio`` config)."""
+
+    family = "dinov2"
+    model_types = ("dinov2",)
+    rules = _rules("_,2*hidden", "fixed,fixed*in")
+
+    def sizes(self, config, params):
+        if config.get("use_swiglu_ffn"):
+            raise UnsupportedModelError(
+                "DINOv2 with use_swiglu_ffn=True (giant) is not supported; only the MLP FFN is"
+            )
+        return super().sizes(config, params)
+
+    def write_config(self, config, sizes):
+        out = super().write_config(config, sizes)
+        out.pop("intermediate_size", None)
+        out["mlp_ratio"] = _ratio(sizes)
+        stages = config.get("stage_names")
+        if isinstance(stages, list):
+            old_last = stages[-1] if stages else None
+            out["stage_names"] = ["stem"] + [f"stage{i}" for i in range(1, sizes["layers"] + 1)]
+            new_last = out["stage_names"][-1]
+            if config.get("out_features") is not None:
+                out["out_features"] = [new_last if f == old_last else f
+                                       for f in config["out_features"]
+                                       if f == old_last or f in out["stage_names"]]
+            if config.get("out_indices") is not None:
+                n_old = len(stages) - 1
+                out["out_indices"] = [sizes["layers"] if i in (n_old, -1) else i
+                                      for i in config["out_indices"]
+                                      if i in (n_old, -1) or i <= sizes["layers"]]
+        return out
+
+    @classmethod
+    def claims(cls, names, config):
+        return _has(names, "layer_scale1", "mask_token")
