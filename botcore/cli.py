@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--levels", type=positive_int, default=3, metavar="N",
                    help="most decomposition levels per axis (default: 3)")
     i.add_argument("--wavelet", default="haar", metavar="NAME", help="wavelet (default: haar)")
+    i.add_argument("--all", action="store_true", dest="everything",
+                   help="also biases, norms and embeddings (default: the stacked weight matrices)")
     _add_target(i, required_hint=" (optional: report what this resize would keep)")
 
     d = sub.add_parser("demo", parents=[common], formatter_class=fmt, epilog=DEMO_EXAMPLE,

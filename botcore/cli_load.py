@@ -96,7 +96,8 @@ def check_safetensors(path) -> dict:
     >>> import os, tempfile
     >>> d = tempfile.mkdtemp()
     >>> p = os.path.join(d, "broken.safetensors")
-    >>> _ = open(p, "wb").write(b"not a safetensors file")
+    >>> with open(p, "wb") as f:
+    ...     _ = f.write(b"not a safetensors file")
     >>> check_safetensors(p)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -272,11 +273,14 @@ def group_modules(params) -> dict:
     return out
 
 
-def weight_modules(params, config=None, *, family=None) -> tuple[dict, str]:
+def weight_modules(params, config=None, *, family=None, everything: bool = False) -> tuple[dict, str]:
     """Weight modules of a checkpoint: ``({name: WeightSignal}, how)``.
 
     ``how`` is ``"adapter:<family>"`` when a model adapter produced the signals
     (its roles know heads and layouts), ``"by name"`` for the generic grouping.
+    By default only the weight matrices stacked over layers are returned (q, k,
+    v, o, FFN in/out: signals with a ``depth`` axis and at least three axes);
+    ``everything=True`` adds biases, norms and embeddings (adapter path only).
     """
     try:
         from .adapters import detect_family, get_adapter
@@ -293,6 +297,8 @@ def weight_modules(params, config=None, *, family=None) -> tuple[dict, str]:
             mods = {}
             for name, s in signals.items():
                 if not isinstance(s, WeightSignal):
+                    continue
+                if not everything and ("depth" not in s.roles or len(s.roles) < 3):
                     continue
                 mods[name] = WeightSignal(np.asarray(s.data), s.roles, name=name)
             if mods:

@@ -105,9 +105,25 @@ def staged_output(dst, *, overwrite: bool):
             if os.path.lexists(final):
                 os.rename(final, os.path.join(old, name))
         for name in produced:
+            _default_permissions(os.path.join(stage, name))
             os.replace(os.path.join(stage, name), os.path.join(parent, name))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _default_permissions(path) -> None:
+    """Give what the temporary folder produced the permissions a plain new file would get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.chmod(path, 0o777 & ~umask)
+        for root, dirs, files in os.walk(path):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o777 & ~umask)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o666 & ~umask)
+    elif os.path.isfile(path):
+        os.chmod(path, 0o666 & ~umask)
 
 
 class ProgressBar:
@@ -238,7 +254,7 @@ def run_inspect(args) -> int:
     if args.plot:
         _check_plot_path(args.plot)
     params, config, fmt = load_checkpoint(args.src, config=args.config)
-    modules, how = weight_modules(params, config, family=args.family)
+    modules, how = weight_modules(params, config, family=args.family, everything=args.everything)
     spectra = [spectrum(s, max_level=args.levels, wavelet=args.wavelet, name=name) for name, s in modules.items()]
     target = target_from_args(args)
     kept = None
@@ -274,21 +290,57 @@ def _check_plot_path(path) -> None:
 
 
 def _fmt_shape(shape) -> str:
-    return "x".join(str(int(d)) for d in shape) if shape is not None else "-"
+    return "x".join(str(int(d)) for d in shape) if shape else "-"
 
 
-def module_summary(src_modules: dict, dst_modules: dict, *, wavelet: str = "haar", with_energy: bool = True):
-    """Rows ``[module, source shape, target shape, energy kept]`` for the resize summary."""
+def _field(rec, name, default=None):
+    return rec.get(name, default) if isinstance(rec, dict) else getattr(rec, name, default)
+
+
+def summary(report, source_modules=None, *, wavelet: str = "haar"):
+    """The resize summary: ``(headers, rows, notes)`` from ``ResizeResult.report``.
+
+    One row per resized signal: name, source shape, target shape, the share of
+    its energy the BoT resize keeps (when ``source_modules`` has the signal's
+    data) and its treatment where it differs from the most common one (which
+    goes into ``notes``, with ties and dropped parameters).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from botcore import WeightSignal
+    >>> rep = [dict(signal="q", source_shape=(2, 4, 4), target_shape=(1, 2, 2), treatment="bot"),
+    ...        dict(signal="lm_head", source_shape=(), target_shape=(), treatment="tied to embed")]
+    >>> h, rows, notes = summary(rep, {"q": WeightSignal(np.ones((2, 4, 4)), ("depth", "out", "in"))})
+    >>> rows
+    [['q', '2x4x4', '1x2x2', '100.0%', '']]
+    >>> notes
+    ['every signal above: bot', 'lm_head: tied to embed']
+    """
     from .inspection import energy_kept
 
+    source_modules = source_modules or {}
+    shaped = [r for r in report if _field(r, "source_shape")]
+    counts: dict = {}
+    for r in shaped:
+        t = str(_field(r, "treatment", ""))
+        counts[t] = counts.get(t, 0) + 1
+    common = max(counts, key=counts.get) if counts else ""
     rows = []
-    for name, sig in src_modules.items():
-        out = dst_modules.get(name)
+    for r in shaped:
+        name = str(_field(r, "signal", _field(r, "name", "")))
+        src, dst = _field(r, "source_shape"), _field(r, "target_shape")
         kept = "-"
-        if out is not None and with_energy:
-            kept = f"{100 * energy_kept(sig, out.shape, wavelet=wavelet):.1f}%"
-        rows.append([name, _fmt_shape(sig.shape), _fmt_shape(out.shape if out is not None else None), kept])
-    return rows
+        sig = source_modules.get(name)
+        if sig is not None and dst and tuple(sig.shape) == tuple(src):
+            kept = f"{100 * energy_kept(sig, tuple(dst), wavelet=wavelet):.1f}%"
+        t = str(_field(r, "treatment", ""))
+        rows.append([name, _fmt_shape(src), _fmt_shape(dst), kept, "" if t == common else t])
+    notes = [f"every signal above: {common}" if not any(row[-1] for row in rows)
+             else f"other signals: {common}"] if common else []
+    notes += [f"{_field(r, 'signal', '')}: {_field(r, 'treatment', '')}" for r in report
+              if not _field(r, "source_shape")]
+    return ["signal", "source", "target", "energy kept", "treatment"], rows, notes
 
 
 def run_resize(args) -> int:
@@ -329,32 +381,22 @@ def run_resize(args) -> int:
     if args.quiet:
         return 0
     print(f"wrote {args.dst} ({fmt}, method {args.method}) in {seconds:.1f} s")
-    rows = _summary_rows(args, res, fmt)
+    modules = _source_modules(args, res, fmt) if args.method == "bot" else {}
+    headers, rows, notes = summary(getattr(res, "report", None) or [], modules, wavelet=args.wavelet)
     if rows:
-        energy = "energy kept" if args.method == "bot" else "energy kept (bot only)"
-        print(format_table(["module", "source", "target", energy], rows, align=["<", ">", ">", ">"]))
-    print(_treatments(res))
+        print(format_table(headers, rows, align=["<", ">", ">", ">", "<"]))
+    for note in notes:
+        print(note)
+    if args.method == "bot":
+        print("energy kept: share of the signal's energy in the kept wavelet band (orthonormal coefficients; "
+              "white noise keeps 1/2 per halved axis, growth keeps all)")
     return 0
 
 
-def _summary_rows(args, res, fmt):
-    if fmt == "onnx" or getattr(res, "params", None) is None:
-        return []
+def _source_modules(args, res, fmt) -> dict:
+    if fmt == "onnx":
+        return {}
     params, config, _ = load_checkpoint(args.src, config=args.config)
-    src_mods, _ = weight_modules(params, config, family=args.family)
-    import numpy as np
-
-    dst_params = {k: np.asarray(v) for k, v in res.params.items()}
-    dst_mods, _ = weight_modules(dst_params, res.config, family=args.family)
-    return module_summary(src_mods, dst_mods, wavelet=args.wavelet, with_energy=args.method == "bot")
-
-
-def _treatments(res) -> str:
-    report = getattr(res, "report", None) or []
-    counts: dict = {}
-    for rec in report:
-        t = rec.get("treatment") if isinstance(rec, dict) else getattr(rec, "treatment", None)
-        counts[str(t)] = counts.get(str(t), 0) + 1
-    if not counts:
-        return ""
-    return "parameters: " + ", ".join(f"{n} {t}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    mods, _ = weight_modules(params, config, family=getattr(res, "family", None) or args.family,
+                             everything=True)
+    return mods

@@ -26,8 +26,8 @@ Examples
 (1.0, (2, 3, 3))
 >>> noise = np.random.default_rng(0).normal(size=(8, 64, 64))
 >>> n = spectrum(noise, roles=("depth", "out", "in"))
->>> round(n.halving["all"], 2), round(n.noise["all"], 3)
-(0.12, 0.125)
+>>> abs(n.halving["all"] - 0.125) < 0.01, n.noise["all"]
+(True, 0.125)
 >>> round(energy_kept(smooth, (2, 4, 4)), 6)
 1.0
 """
@@ -128,10 +128,10 @@ def spectrum(x, *, roles=None, name: str = "", max_level: int = 3, wavelet: str 
     Examples
     --------
     >>> import numpy as np
-    >>> x = np.repeat(np.random.default_rng(0).normal(size=(3, 4)), 2, axis=1)
+    >>> x = np.repeat(np.random.default_rng(0).normal(size=(4, 3)), 2, axis=1)  # columns in pairs
     >>> s = spectrum(x, roles=("out", "in"), max_level=1)
     >>> s.levels, round(s.halving["in"], 6), s.halving["out"] < 1
-    ((0, 1), 1.0, True)
+    ((1, 1), 1.0, True)
     """
     data = getattr(x, "data", x)
     if roles is None and hasattr(x, "roles"):
@@ -244,9 +244,9 @@ def spectrum_table(spectra, *, kept=None) -> str:
     >>> import numpy as np
     >>> s = spectrum(np.ones((2, 4, 4)), roles=("depth", "out", "in"), name="q", max_level=1)
     >>> print(spectrum_table([s]))  # doctest: +NORMALIZE_WHITESPACE
-    module  shape      levels  approx  D1     keep 1/2 depth  keep 1/2 out  keep 1/2 in  keep 1/2 all
-    ------  ---------  ------  ------  -----  --------------  ------------  -----------  ------------
-    q       2x4x4      1,1,1   100.0%   0.0%          100.0%        100.0%       100.0%        100.0%
+    module  shape  levels  approx      D1  keep 1/2 depth  keep 1/2 out  keep 1/2 in  keep 1/2 all
+    ------  -----  ------  ------  ------  --------------  ------------  -----------  ------------
+    q       2x4x4  1,1,1   100.0%    0.0%          100.0%        100.0%       100.0%        100.0%
     """
     spectra = list(spectra)
     depth = max((len(s.details) for s in spectra), default=0)
