@@ -25,10 +25,10 @@ Examples
 ...               {"hidden": 32})
 {'layers': 2, 'hidden': 32, 'heads': 2, 'head_dim': 16, 'ffn': 128}
 >>> resolve_sizes({"hidden": 64, "heads": 4, "head_dim": 16, "ffn": 256, "layers": 2},
-...               {"hidden": 24})
+...               {"kv_heads": 2})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-botcore.errors.TargetError: target hidden 24 is not a multiple of head_dim 16 (the head dimension is kept unless you give heads or head_dim). Give heads= or head_dim= so that heads * head_dim == hidden.
+botcore.errors.TargetError: kv_heads=2 differs from heads=4, ...
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import OptionError, TargetError, UnsupportedModelError
+from botcore.errors import OptionError, TargetError, UnsupportedModelError
 
 __all__ = ["OnnxResizeResult", "load_model", "resize", "resize_onnx_model", "resolve_sizes", "save_model"]
 
@@ -56,6 +56,10 @@ class OnnxResizeResult:
     report: dict = field(default_factory=dict)
     out: Path | None = None
     params: dict | None = None
+    family: str = ""
+
+    def __iter__(self):
+        return iter((self.params, self.config))
 
 
 def _check_positive(name, value):
@@ -66,16 +70,13 @@ def _check_positive(name, value):
 
 
 def resolve_sizes(source, target):
-    """Target sizes from source sizes and a partial target (keys of :data:`_TARGET_KEYS`).
-
-    The head dimension is kept unless ``heads`` or ``head_dim`` is given; the
-    feed-forward width scales with ``hidden`` unless ``ffn`` is given.
+    """Complete target sizes; :func:`botcore.adapters.targets.resolve_target` without kv_heads.
 
     Parameters
     ----------
     source : dict
-        ``layers, hidden, heads, head_dim, ffn`` of the source.
-    target : dict
+        ``layers, hidden, heads, head_dim, ffn`` of the source graph.
+    target : dict or None
         Any of ``layers, hidden, heads, kv_heads, head_dim, ffn``.
 
     Returns
@@ -86,53 +87,23 @@ def resolve_sizes(source, target):
     Raises
     ------
     TargetError
-        Unknown keys, non-positive sizes, or sizes that do not divide.
+        Unknown keys, non-positive sizes, sizes that do not divide, or
+        ``kv_heads != heads`` (these graphs have no grouped-query attention).
     """
+    from .targets import resolve_target
+
+    target = dict(target or {})
     unknown = set(target) - set(_TARGET_KEYS)
     if unknown:
-        raise TargetError(f"unknown target keys {sorted(unknown)}. Expected keys among {list(_TARGET_KEYS)}.")
-    for k in _TARGET_KEYS:
-        _check_positive(k, target.get(k))
-    hidden, heads, head_dim = target.get("hidden"), target.get("heads"), target.get("head_dim")
-    if hidden is None:
-        if heads is not None and head_dim is not None:
-            hidden = heads * head_dim
-        elif heads is not None:
-            hidden, head_dim = heads * source["head_dim"], source["head_dim"]
-        elif head_dim is not None:
-            hidden, heads = source["heads"] * head_dim, source["heads"]
-        else:
-            hidden, heads, head_dim = source["hidden"], source["heads"], source["head_dim"]
-    if heads is None and head_dim is None:
-        if hidden % source["head_dim"]:
-            raise TargetError(
-                f"target hidden {hidden} is not a multiple of head_dim {source['head_dim']} (the head "
-                "dimension is kept unless you give heads or head_dim). Give heads= or head_dim= so "
-                "that heads * head_dim == hidden.")
-        head_dim = source["head_dim"]
-        heads = hidden // head_dim
-    elif heads is None:
-        if hidden % head_dim:
-            raise TargetError(f"target hidden {hidden} is not a multiple of head_dim {head_dim}. "
-                              "Give sizes with heads * head_dim == hidden.")
-        heads = hidden // head_dim
-    elif head_dim is None:
-        if hidden % heads:
-            raise TargetError(f"target hidden {hidden} is not a multiple of heads {heads}. "
-                              "Give sizes with heads * head_dim == hidden.")
-        head_dim = hidden // heads
-    if heads * head_dim != hidden:
-        raise TargetError(f"target heads {heads} * head_dim {head_dim} != hidden {hidden}. "
-                          "Give consistent sizes.")
-    kv = target.get("kv_heads")
-    if kv is not None and kv != heads:
-        raise TargetError(f"target kv_heads={kv} differs from heads={heads}, but this graph has no "
-                          "grouped-query attention. Leave kv_heads out or set it equal to heads.")
-    ffn = target.get("ffn")
-    if ffn is None:
-        ffn = max(1, round(source["ffn"] * hidden / source["hidden"]))
-    return {"layers": target.get("layers", source["layers"]), "hidden": hidden, "heads": heads,
-            "head_dim": head_dim, "ffn": ffn}
+        raise TargetError(f"unknown target keys {sorted(unknown)}; expected keys among {list(_TARGET_KEYS)}")
+    sizes = resolve_target(dict(source, kv_heads=source["heads"]), target)
+    if sizes["kv_heads"] != sizes["heads"]:
+        raise TargetError(f"target kv_heads={sizes['kv_heads']} differs from heads={sizes['heads']}, "
+                          "but this graph has no grouped-query attention; leave kv_heads out")
+    if sizes["heads"] * sizes["head_dim"] != sizes["hidden"]:
+        raise TargetError(f"target heads {sizes['heads']} * head_dim {sizes['head_dim']} != hidden "
+                          f"{sizes['hidden']}; BERT, GPT-2 and ViT graphs need them equal")
+    return {k: sizes[k] for k in ("layers", "hidden", "heads", "head_dim", "ffn")}
 
 
 def _external_tensors(model):
@@ -236,8 +207,8 @@ def save_model(model, out, *, external=False, overwrite=False):
                 inferred = onnx.shape_inference.infer_shapes(model)
                 del inferred.graph.value_info[:]
                 model = inferred
-            except Exception:  # noqa: BLE001 - shapes are a convenience; the graph is still valid
-                pass
+            except Exception as exc:  # noqa: BLE001 - shapes are a convenience; the graph is valid
+                del exc  # the outputs keep element types without shapes
             onnx.save_model(model, str(tmp))
         os.replace(tmp, out)
     finally:
@@ -285,21 +256,23 @@ def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", ga
     from .onnx_rewrite import rewrite
 
     analysis = analyse(model)
-    sizes = resolve_sizes(_sizes_of(analysis), dict(target))
+    sizes = resolve_sizes(_sizes_of(analysis), target)
     config = dict(analysis.config)
     if params is None:
         from . import resize_model
 
-        full = {k: v for k, v in target.items() if v is not None}
+        full = {k: v for k, v in dict(target or {}).items() if v is not None}
         result = resize_model(analysis.params, full, method=method, wavelet=wavelet, gain=gain,
-                              mode=mode, config=dict(analysis.config))
+                              mode=mode, config=dict(analysis.config), family=analysis.family.name)
         params = result.params
-        config = dict(getattr(result, "config", None) or config)
-        sizes = _sizes_from_config(analysis.family.name, config, sizes)
+        config = dict(result.config)
+        got = getattr(result, "sizes", None) or {}
+        sizes = {k: int(got[k]) for k in sizes} if all(k in got for k in sizes) else \
+            _sizes_from_config(analysis.family.name, config, sizes)
     new = rewrite(analysis, params, **sizes)
     report = {"family": analysis.family.name, "source": _sizes_of(analysis), "target": sizes,
               "parameters": len(analysis.params)}
-    return new, OnnxResizeResult(sizes, config, report, None, dict(params))
+    return new, OnnxResizeResult(sizes, config, report, None, dict(params), analysis.family.name)
 
 
 def resize(src, dst, *, layers=None, hidden=None, heads=None, kv_heads=None, head_dim=None, ffn=None,
@@ -329,8 +302,9 @@ def resize(src, dst, *, layers=None, hidden=None, heads=None, kv_heads=None, hea
     UnsupportedModelError, TargetError
         Before anything is written.
     """
-    target = {k: v for k, v in dict(layers=layers, hidden=hidden, heads=heads, kv_heads=kv_heads,
-                                     head_dim=head_dim, ffn=ffn).items() if v is not None}
+    given = {"layers": layers, "hidden": hidden, "heads": heads, "kv_heads": kv_heads,
+             "head_dim": head_dim, "ffn": ffn}
+    target = {k: v for k, v in given.items() if v is not None}
     return resize_onnx_model(src, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
                              out=dst, overwrite=overwrite, params=params)
 

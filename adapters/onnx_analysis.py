@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UnsupportedModelError
+from botcore.errors import UnsupportedModelError
+
 from .onnx_graph import GraphIndex, layer_index, strip_to_root
 
 __all__ = ["FAMILIES", "Analysis", "Family", "Slot", "analyse"]
@@ -226,9 +227,9 @@ def _head_dim(index, hidden):
         if target is None or len(target) < 4:
             continue
         last, second = target[-1], target[-2]
-        if isinstance(last, int) and last > 0 and hidden % last == 0 and last != hidden:
-            if second == -1 or second is None or second == hidden // last:
-                found.setdefault(last, i)
+        divides = isinstance(last, int) and last > 0 and hidden % last == 0 and last != hidden
+        if divides and second in (-1, None, hidden // last):
+            found.setdefault(last, i)
     if len(found) != 1:
         node = index.nodes[next(iter(found.values()))] if found else None
         _refuse(node, f"head_dim candidates {sorted(found)} from Reshape targets",
@@ -266,7 +267,7 @@ def _label_blocks(index, family):
     labels = [None] * len(index.nodes)
     known = [False] * len(index.nodes)
     for i in range(len(index.nodes)):
-        pre, mod = _canonical(index, i)
+        _pre, mod = _canonical(index, i)
         if mod is not None:
             labels[i] = family.layer(mod)
             known[i] = True

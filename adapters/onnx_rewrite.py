@@ -23,8 +23,8 @@ touched. It
 
 Examples
 --------
->>> scale_for(0.5, 16, 64)
-0.35355339059327373
+>>> round(scale_for(0.5, 16, 64), 6)  # 16 ** -0.25 -> 64 ** -0.25
+0.353553
 >>> scale_for(0.7, 16, 64) is None
 True
 """
@@ -36,7 +36,8 @@ import re
 
 import numpy as np
 
-from ..errors import ParameterKeyError, UnsupportedModelError
+from botcore.errors import ParameterKeyError, UnsupportedModelError
+
 from .onnx_analysis import reshape_target
 from .onnx_graph import float_scalar
 
