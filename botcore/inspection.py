@@ -235,18 +235,19 @@ def spectrum_table(spectra, *, kept=None) -> str:
     """The table ``botcore inspect`` prints: one row per module.
 
     Columns: shape, levels, approximation share, detail share per level
-    (D1 = finest), the share one halving of each axis keeps (depth, out,
-    in, all together; white noise keeps 50% per axis), and, when ``kept`` (a
-    dict name -> share) is given, what the planned resize keeps.
+    (D1 = finest), the share one halving of each axis keeps (``depth/2``,
+    ``out/2``, ``in/2``, ... and ``all/2`` for every axis at once; white noise
+    keeps 50% per axis), and, when ``kept`` (a dict name -> share) is given,
+    what the planned resize keeps.
 
     Examples
     --------
     >>> import numpy as np
     >>> s = spectrum(np.ones((2, 4, 4)), roles=("depth", "out", "in"), name="q", max_level=1)
     >>> print(spectrum_table([s]))  # doctest: +NORMALIZE_WHITESPACE
-    module  shape  levels  approx      D1  keep 1/2 depth  keep 1/2 out  keep 1/2 in  keep 1/2 all
-    ------  -----  ------  ------  ------  --------------  ------------  -----------  ------------
-    q       2x4x4  1,1,1   100.0%    0.0%          100.0%        100.0%       100.0%        100.0%
+    module  shape  levels  approx      D1  depth/2   out/2    in/2   all/2
+    ------  -----  ------  ------  ------  -------  ------  ------  ------
+    q       2x4x4  1,1,1   100.0%    0.0%   100.0%  100.0%  100.0%  100.0%
     """
     spectra = list(spectra)
     depth = max((len(s.details) for s in spectra), default=0)
@@ -255,9 +256,11 @@ def spectrum_table(spectra, *, kept=None) -> str:
         for k in s.halving:
             if k != "all" and k not in axis_keys:
                 axis_keys.append(k)
+    order = ("depth", "head", "head_dim", "out", "in_head", "in_head_dim", "in")
+    axis_keys.sort(key=lambda k: order.index(k) if k in order else len(order))
     axis_keys.append("all")
     headers = ["module", "shape", "levels", "approx"] + [f"D{i + 1}" for i in range(depth)]
-    headers += [f"keep 1/2 {k}" for k in axis_keys]
+    headers += [f"{k}/2" for k in axis_keys]
     if kept is not None:
         headers.append("planned keeps")
     rows = []

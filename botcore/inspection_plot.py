@@ -23,6 +23,8 @@ _AXIS_STYLE = {
     "in": ("^", "#7570b3"),
     "head": ("D", "#e7298a"),
     "head_dim": ("v", "#66a61e"),
+    "in_head": ("P", "#e6ab02"),
+    "in_head_dim": ("h", "#a6761d"),
     "all": ("X", "#222222"),
 }
 
@@ -96,8 +98,9 @@ def draw(plt, spectra, *, kept=None, title: str = ""):
     noise_values = sorted({v for s in spectra for v in s.noise.values()})
     for v in noise_values:
         ax2.axvline(100 * v, color="#c00000", ls="--", lw=1)
-        ax2.text(100 * v, ys[0] + 0.55 if ys else 0.5, f"noise {100 * v:g}%", color="#c00000", fontsize=8,
-                 ha="center", va="bottom")
+        ax2.text(100 * v + 0.8, (ys[0] if ys else 0) + 0.9, f"{100 * v:g}%", color="#c00000", fontsize=8,
+                 ha="left", va="top", rotation=90)
+    ax2.plot([], [], color="#c00000", ls="--", lw=1, label="white noise keeps")
     ax2.set_xlim(0, 102)
     ax2.set_ylim(-0.6, (ys[0] if ys else 0) + 0.95)
     ax2.set_xlabel("energy kept (%)")
