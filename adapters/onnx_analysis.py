@@ -355,7 +355,7 @@ def _config(family, params, layers, hidden, head_dim, ffn, index):
         w = params["embeddings.patch_embeddings.projection.weight"]
         cfg["num_channels"], cfg["patch_size"] = int(w.shape[1]), int(w.shape[2])
         npos = params["embeddings.position_embeddings"].shape[1] - 1
-        cfg["image_size"] = int(round(np.sqrt(npos))) * cfg["patch_size"]
+        cfg["image_size"] = round(float(np.sqrt(npos))) * cfg["patch_size"]
     return cfg
 
 

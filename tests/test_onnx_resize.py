@@ -1,0 +1,265 @@
+"""ONNX-to-ONNX resizing against the framework path (issue 5 acceptance).
+
+For each exporter and family: export a tiny random model, resize the graph
+with :func:`botcore.adapters.onnx.resize`, then check it (``check_model``
+with ``full_check=True``), run it in ONNX Runtime at two batch/sequence shapes
+and compare with the same resize done by ``resize_model`` on the PyTorch
+model, exported the same way. The default run covers BERT (TorchScript:
+shrink, grow, non-dyadic; dynamo with external data: shrink) and GPT-2
+(dynamo: shrink); ``-m slow`` runs the whole exporter x family x target matrix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("onnxscript")
+
+from botcore.adapters import resize_model  # noqa: E402
+from botcore.adapters.onnx import resize  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHRINK = {"layers": 1, "hidden": 32}
+GROW = {"layers": 4, "hidden": 128}
+ODD = {"layers": 3, "hidden": 48, "heads": 4}  # non-dyadic: 64 -> 48, head_dim 16 -> 12
+TOL = 1e-4
+
+
+# -- tiny models -------------------------------------------------------------------------
+class _Bert(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids, attention_mask):
+        return self.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+class _Gpt2(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids):
+        return self.m(input_ids=input_ids, use_cache=False).last_hidden_state
+
+
+class _Vit(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, pixel_values):
+        return self.m(pixel_values=pixel_values).last_hidden_state
+
+
+def _perturb(model, seed):
+    """Make every parameter distinct (trained-like), so nothing is folded or de-duplicated."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return model.eval()
+
+
+FAMILIES = {
+    "bert": dict(
+        build=lambda cfg: transformers.BertModel(transformers.BertConfig(**cfg)),
+        config=dict(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=128, max_position_embeddings=32),
+        wrap=_Bert, names=["input_ids", "attention_mask"],
+        example=lambda b, s, rng: {"input_ids": rng.integers(0, 100, (b, s)),
+                                   "attention_mask": np.tril(np.ones((b, s)), s - 2)[:, ::-1].copy()},
+        dims={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}},
+    ),
+    "gpt2": dict(
+        build=lambda cfg: transformers.GPT2Model(transformers.GPT2Config(**cfg)),
+        config=dict(vocab_size=100, n_embd=64, n_layer=2, n_head=4, n_positions=32,
+                    bos_token_id=0, eos_token_id=0),
+        wrap=_Gpt2, names=["input_ids"],
+        example=lambda b, s, rng: {"input_ids": rng.integers(0, 100, (b, s))},
+        dims={"input_ids": {0: "b", 1: "s"}},
+    ),
+    "vit": dict(
+        build=lambda cfg: transformers.ViTModel(transformers.ViTConfig(**cfg)),
+        config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                    image_size=32, patch_size=8),
+        wrap=_Vit, names=["pixel_values"],
+        example=lambda b, s, rng: {"pixel_values": rng.normal(size=(b, 3, 32, 32)).astype(np.float32)},
+        dims={"pixel_values": {0: "b"}},
+    ),
+}
+
+
+def _torch_inputs(fam, b, s, seed=0):
+    arrays = FAMILIES[fam]["example"](b, s, np.random.default_rng(seed))
+    return {k: torch.from_numpy(np.asarray(v)).to(torch.float32 if k == "pixel_values" else torch.long)
+            for k, v in arrays.items()}
+
+
+def export(model, fam, path, exporter):
+    """Export ``model`` (wrapped to return last_hidden_state) like a user would."""
+    spec = FAMILIES[fam]
+    wrapped = spec["wrap"](model)
+    args = tuple(_torch_inputs(fam, 2, 7).values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            shapes = {n: {a: torch.export.Dim(f"{n}_{a}") for a in d} for n, d in spec["dims"].items()}
+            torch.onnx.export(wrapped, args, str(path), dynamo=True, input_names=spec["names"],
+                              output_names=["last_hidden_state"], dynamic_shapes=shapes, verbose=False)
+        else:
+            torch.onnx.export(wrapped, args, str(path), dynamo=False, opset_version=17,
+                              input_names=spec["names"], output_names=["last_hidden_state"],
+                              dynamic_axes=spec["dims"])
+    return Path(path)
+
+
+def run_ort(path, fam, b, s):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {k: v.numpy() for k, v in _torch_inputs(fam, b, s, seed=b * 100 + s).items()}
+    return sess.run(None, feeds)[0]
+
+
+@pytest.fixture(scope="session")
+def source_models():
+    """One perturbed tiny model per family (built once)."""
+    out = {}
+    for i, (fam, spec) in enumerate(FAMILIES.items()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out[fam] = _perturb(spec["build"](dict(spec["config"])), seed=i)
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(source_models, tmp_path_factory):
+    """Lazily exported source graphs: ``exported(fam, exporter) -> path``."""
+    cache = {}
+
+    def get(fam, exporter):
+        if (fam, exporter) not in cache:
+            folder = tmp_path_factory.mktemp(f"{fam}-{exporter}")
+            cache[fam, exporter] = export(source_models[fam], fam, folder / "model.onnx", exporter)
+        return cache[fam, exporter]
+
+    return get
+
+
+def framework_reference(model, fam, target, exporter, folder):
+    """Resize the PyTorch model through resize_model, then export it the same way."""
+    params = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    result = resize_model(params, target, config=model.config.to_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = type(model.config)(**result.config)
+        new = FAMILIES[fam]["build"](cfg.to_dict())
+        missing, unexpected = new.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in
+                                                   result.params.items()}, strict=False)
+    assert not unexpected, unexpected
+    assert not [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))], missing
+    return export(new.eval(), fam, Path(folder) / "reference.onnx", exporter), result
+
+
+def _sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check_case(fam, exporter, target, source_models, exported, tmp_path):
+    src = exported(fam, exporter)
+    before = {p.name: _sha(p) for p in src.parent.iterdir()}
+    dst = tmp_path / "resized.onnx"
+    got = resize(src, dst, **target)
+    assert {p.name: _sha(p) for p in src.parent.iterdir()} == before  # input untouched
+    onnx.checker.check_model(str(dst), full_check=True)
+    ref_path, ref = framework_reference(source_models[fam], fam, target, exporter, tmp_path)
+    assert got.sizes == {k: ref.sizes[k] for k in got.sizes}
+    shapes = set()
+    for b, s in ((2, 5), (3, 11)):
+        out = run_ort(dst, fam, b, s)
+        expect = run_ort(ref_path, fam, b, s)
+        assert out.shape == expect.shape
+        assert out.shape[-1] == got.sizes["hidden"]
+        shapes.add(out.shape)
+        assert np.all(np.isfinite(out))
+        np.testing.assert_allclose(out, expect, atol=TOL, rtol=0)
+    assert len(shapes) == 2
+    if exporter == "dynamo":  # external data in, external data out, beside the output
+        assert (tmp_path / "resized.onnx.data").is_file()
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".bot-onnx-")]
+    assert not leftovers
+    return got
+
+
+# -- default (fast) subset -----------------------------------------------------------------
+@pytest.mark.parametrize("target", [SHRINK, GROW, ODD], ids=["shrink", "grow", "nondyadic"])
+def test_bert_torchscript_matches_framework_path(target, source_models, exported, tmp_path):
+    check_case("bert", "torchscript", target, source_models, exported, tmp_path)
+
+
+def test_bert_dynamo_external_data_shrink(source_models, exported, tmp_path):
+    check_case("bert", "dynamo", SHRINK, source_models, exported, tmp_path)
+
+
+def test_gpt2_dynamo_shrink(source_models, exported, tmp_path):
+    check_case("gpt2", "dynamo", SHRINK, source_models, exported, tmp_path)
+
+
+# -- the full matrix -----------------------------------------------------------------------
+MATRIX = [(f, e) for f in FAMILIES for e in ("torchscript", "dynamo") if (f, e) != ("gpt2", "torchscript")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fam,exporter", MATRIX)
+@pytest.mark.parametrize("target", [SHRINK, GROW, ODD], ids=["shrink", "grow", "nondyadic"])
+def test_matrix_matches_framework_path(fam, exporter, target, source_models, exported, tmp_path):
+    check_case(fam, exporter, target, source_models, exported, tmp_path)
+
+
+def test_deduplicated_initializers_are_split(tmp_path):
+    """Default-initialised BERT: every LayerNorm weight is 1 and every bias 0, so the exporter
+    shares one initializer among many parameters; each must get its own resized tensor."""
+    spec = FAMILIES["bert"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = spec["build"](dict(spec["config"])).eval()
+    src = export(model, "bert", tmp_path / "src.onnx", "torchscript")
+    shared = onnx.load(str(src))
+    names = [t.name for t in shared.graph.initializer]
+    assert sum(n.op_type == "Identity" for n in shared.graph.node) > 0  # de-duplication happened
+    target = dict(hidden=32, layers=3)
+    # different values for every parameter, so a shared slot would be caught
+    tgt = _perturb(spec["build"](dict(spec["config"], hidden_size=32, num_attention_heads=2,
+                                      intermediate_size=64, num_hidden_layers=3)), seed=7)
+    params = {k: v.detach().numpy() for k, v in tgt.state_dict().items()}
+    dst = tmp_path / "out.onnx"
+    resize(src, dst, params=params, **target)
+    onnx.checker.check_model(str(dst), full_check=True)
+    for b, s in ((1, 4), (2, 9)):
+        inputs = _torch_inputs("bert", b, s, seed=b * 100 + s)
+        out = run_ort(dst, "bert", b, s)
+        expect = spec["wrap"](tgt)(**inputs).detach().numpy()
+        np.testing.assert_allclose(out, expect, atol=TOL, rtol=0)
+    assert names == [t.name for t in onnx.load(str(src)).graph.initializer]
+
+
+def test_resize_model_entry_point_writes_graph(source_models, exported, tmp_path):
+    src = exported("bert", "torchscript")
+    dst = tmp_path / "via_resize_model.onnx"
+    result = resize_model(str(src), {"hidden": 32}, out=dst)
+    assert result.out == dst and dst.is_file()
+    assert run_ort(dst, "bert", 2, 5).shape == (2, 5, 32)
+    with pytest.raises(FileExistsError):
+        resize_model(str(src), {"hidden": 32}, out=dst)
+    resize_model(str(src), {"hidden": 32}, out=dst, overwrite=True)
