@@ -29,7 +29,9 @@ import sys
 import tempfile
 import time
 
-from .cli_load import check_onnx, check_safetensors, detect_format, load_checkpoint, weight_modules
+import numpy as np
+
+from .cli_load import _is_matrix, check_onnx, check_safetensors, detect_format, load_checkpoint, weight_modules
 from .errors import ShapeError
 
 __all__ = ["run_resize", "run_inspect", "staged_output", "stage_name", "source_sizes", "ProgressBar"]
@@ -338,6 +340,14 @@ def summary(report, source_modules=None, *, wavelet: str = "haar"):
 
     source_modules = source_modules or {}
     shaped = [r for r in report if _field(r, "source_shape")]
+    first = ("q", "k", "v", "o", "ffn_gate", "ffn_in", "ffn_out")
+
+    def order(r):
+        name = str(_field(r, "signal", ""))
+        return (0 if _is_matrix(_field(r, "roles", ()) or ()) else 1,
+                first.index(name) if name in first else len(first))
+
+    shaped.sort(key=order)
     counts: dict = {}
     for r in shaped:
         t = str(_field(r, "treatment", ""))
@@ -350,7 +360,10 @@ def summary(report, source_modules=None, *, wavelet: str = "haar"):
         kept = "-"
         sig = source_modules.get(name)
         if sig is not None and dst and tuple(sig.shape) == tuple(src):
-            kept = f"{100 * energy_kept(sig, tuple(dst), wavelet=wavelet):.1f}%"
+            if not np.any(np.asarray(sig.data)):
+                kept = "(all 0)"
+            else:
+                kept = f"{100 * energy_kept(sig, tuple(dst), wavelet=wavelet):.1f}%"
         t = str(_field(r, "treatment", ""))
         rows.append([name, _fmt_shape(src), _fmt_shape(dst), kept, "" if t == common else t])
     notes = [f"every signal above: {common}" if not any(row[-1] for row in rows)
@@ -418,11 +431,9 @@ def run_resize(args) -> int:
 def _records_from_params(modules, res, *, family=None) -> list:
     if getattr(res, "params", None) is None:
         return []
-    import numpy as np
-
     params = {k: np.asarray(v) for k, v in res.params.items()}
     out, _ = weight_modules(params, res.config, family=family, everything=True)
-    return [dict(signal=name, source_shape=sig.shape, target_shape=out[name].shape,
+    return [dict(signal=name, source_shape=sig.shape, target_shape=out[name].shape, roles=sig.roles,
                  treatment=f"{getattr(res, 'family', '')} graph rewritten".strip())
             for name, sig in modules.items() if name in out]
 
