@@ -28,7 +28,7 @@ import numpy as np
 
 from botcore.errors import BackendError
 
-__all__ = ["Like", "framework_of", "to_numpy", "from_numpy"]
+__all__ = ["Like", "framework_of", "from_numpy", "to_numpy"]
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from botcore.signal import WeightSignal
 
 from ._arrays import Like, from_numpy, to_numpy
 
-__all__ = ["SIZES", "Rule", "Spec", "Layout", "Adapter"]
+__all__ = ["SIZES", "Adapter", "Layout", "Rule", "Spec"]
 
 #: The model-level size names of every family (the ``target=`` vocabulary).
 SIZES = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn")

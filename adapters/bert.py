@@ -81,11 +81,11 @@ class BertAdapter(Adapter):
         Rule(_P + r"embeddings\.token_type_embeddings\.weight", "embed.token_type", "_,hidden",
              "fixed,out"),
         *vector_rules(_P + r"embeddings\.LayerNorm", "embed.norm"),
-        *_attention_and_ffn(_L, dict(
-            q=r"attention\.self\.query", k=r"attention\.self\.key", v=r"attention\.self\.value",
-            o=r"attention\.output\.dense", ffn_in=r"intermediate\.dense",
-            ffn_out=r"output\.dense", norm1=r"attention\.output\.LayerNorm",
-            norm2=r"output\.LayerNorm")),
+        *_attention_and_ffn(_L, {
+            "q": r"attention\.self\.query", "k": r"attention\.self\.key", "v": r"attention\.self\.value",
+            "o": r"attention\.output\.dense", "ffn_in": r"intermediate\.dense",
+            "ffn_out": r"output\.dense", "norm1": r"attention\.output\.LayerNorm",
+            "norm2": r"output\.LayerNorm"}),
         *linear_rules(_P + r"pooler\.dense", "pooler", "hidden,hidden", "out,in"),
         *linear_rules(r"cls\.predictions\.transform\.dense", "mlm.dense", "hidden,hidden",
                       "out,in"),
@@ -109,10 +109,10 @@ class BertAdapter(Adapter):
         try:
             hidden = int(config["hidden_size"])
             heads = int(config["num_attention_heads"])
-            return dict(
-                layers=int(config["num_hidden_layers"]), hidden=hidden, heads=heads,
-                kv_heads=heads, head_dim=hidden // heads, ffn=int(config["intermediate_size"]),
-            )
+            return {
+                "layers": int(config["num_hidden_layers"]), "hidden": hidden, "heads": heads,
+                "kv_heads": heads, "head_dim": hidden // heads, "ffn": int(config["intermediate_size"]),
+            }
         except KeyError as err:
             from botcore.errors import UnsupportedModelError
 

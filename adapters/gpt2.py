@@ -80,8 +80,8 @@ class GPT2Adapter(Adapter):
                 "config.json as config="
             )
         ffn = config.get("n_inner") or 4 * hidden
-        return dict(layers=int(layers), hidden=int(hidden), heads=int(heads), kv_heads=int(heads),
-                    head_dim=int(hidden) // int(heads), ffn=int(ffn))
+        return {"layers": int(layers), "hidden": int(hidden), "heads": int(heads), "kv_heads": int(heads),
+                    "head_dim": int(hidden) // int(heads), "ffn": int(ffn)}
 
     def write_config(self, config, sizes):
         out = dict(config)

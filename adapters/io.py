@@ -40,7 +40,7 @@ from botcore.errors import OptionError, UnsupportedModelError
 
 from ._arrays import to_numpy
 
-__all__ = ["load_source", "write_directory", "WEIGHT_SUFFIXES"]
+__all__ = ["WEIGHT_SUFFIXES", "load_source", "write_directory"]
 
 #: Files never copied from a source directory (they hold weights of the old sizes).
 WEIGHT_SUFFIXES = (

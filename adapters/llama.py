@@ -85,8 +85,8 @@ class LlamaAdapter(Adapter):
             ) from None
         kv = config.get("num_key_value_heads") or heads
         head_dim = config.get("head_dim") or hidden // heads
-        return dict(layers=layers, hidden=hidden, heads=heads, kv_heads=int(kv),
-                    head_dim=int(head_dim), ffn=ffn)
+        return {"layers": layers, "hidden": hidden, "heads": heads, "kv_heads": int(kv),
+                    "head_dim": int(head_dim), "ffn": ffn}
 
     def write_config(self, config, sizes):
         out = dict(config)

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from botcore.errors import UnsupportedModelError
 
-__all__ = ["FAMILIES", "get_adapter", "detect_family"]
+__all__ = ["FAMILIES", "detect_family", "get_adapter"]
 
 #: family name -> (module, class) of its adapter, in detection order.
 FAMILIES = {

@@ -143,4 +143,4 @@ def resolve_target(
     ffn = t.get("ffn")
     if ffn is None:
         ffn = max(1, round(src["ffn"] * hidden / src["hidden"]))
-    return dict(layers=layers, hidden=hidden, heads=heads, kv_heads=kv, head_dim=head_dim, ffn=ffn)
+    return {"layers": layers, "hidden": hidden, "heads": heads, "kv_heads": kv, "head_dim": head_dim, "ffn": ffn}

