@@ -62,7 +62,28 @@ def _synthesis(bank, half: int, band: str, phase: int):
     return bank.synthesis_stencil(half, band, phase)
 
 
-def _check_mode(mode: str, name: str) -> None:
+def host_array(x):
+    """A foreign array (another framework's, for a ``backend=`` override) as a NumPy array."""
+    import numpy as np
+
+    detach = getattr(x, "detach", None)  # torch tensors that require grad refuse __array__
+    if detach is not None:
+        x = detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":
+            import ml_dtypes
+
+            return x.float().numpy().astype(ml_dtypes.bfloat16)
+    return np.asarray(x)
+
+
+def dtype_name_of(x) -> str:
+    """``"float32"``, ``"bfloat16"``, ... for a numpy, torch, tensorflow or jax array."""
+    dtype = x.dtype
+    name = getattr(dtype, "name", None)
+    return name if isinstance(name, str) else str(dtype).removeprefix("torch.")
+
+
+def check_mode(mode: str, name: str) -> None:
     if mode not in MODES:
         raise ModeError(
             f"mode {mode!r} is not supported by the {name} backend; expected one of "
@@ -94,7 +115,7 @@ def apply(ops, x, stencil, axis: int):
 
 def dwt(ops, x, bank, *, axis: int, mode: str, detail: bool):
     """One periodized analysis level along ``axis``: ``(a, d)``, ``d`` None unless ``detail``."""
-    _check_mode(mode, ops.NAME)
+    check_mode(mode, ops.NAME)
     axis = axis % len(ops.shape(x))
     n = ops.shape(x)[axis]
     if n % 2 or n == 0:
@@ -106,7 +127,7 @@ def dwt(ops, x, bank, *, axis: int, mode: str, detail: bool):
 
 def idwt(ops, a, d, bank, *, axis: int, mode: str):
     """One periodized synthesis level; ``a`` or ``d`` may be None (a zero band)."""
-    _check_mode(mode, ops.NAME)
+    check_mode(mode, ops.NAME)
     bands = [(c, band) for c, band in ((a, "a"), (d, "d")) if c is not None]
     if not bands:
         raise ShapeError("idwt needs at least one of the approximation and detail bands")

@@ -42,8 +42,16 @@ def is_array(x: object) -> bool:
     return isinstance(x, (tf.Tensor, tf.Variable))
 
 
+def _own(x):
+    """``x`` as a tf.Tensor: a variable's value, itself, or (``backend="tensorflow"`` on
+    another framework's array) converted."""
+    if is_array(x):
+        return tf.convert_to_tensor(x)
+    return tf.constant(_stencil.host_array(x))
+
+
 def dtype_name(x) -> str:
-    return x.dtype.name
+    return _stencil.dtype_name_of(x)
 
 
 def shape(x) -> tuple[int, ...]:
@@ -51,13 +59,15 @@ def shape(x) -> tuple[int, ...]:
 
 
 def to_compute(x):
-    x = tf.convert_to_tensor(x)
+    x = _own(x)
     return tf.cast(x, tf.float64 if x.dtype == tf.float64 else tf.float32)
 
 
 def from_compute(y, like):
-    device = getattr(like, "device", "") or ""
-    if not device or tf.executing_eagerly() is False:
+    if not is_array(like):  # a backend="tensorflow" override: stay in tensorflow
+        return tf.cast(y, dtype_name(like))
+    device = like.device if tf.executing_eagerly() else ""
+    if not device:
         return tf.cast(y, like.dtype)
     with tf.device(device):
         return tf.identity(tf.cast(y, like.dtype))
@@ -133,7 +143,7 @@ def scale(x, factor):
 
 
 def std(x) -> float:
-    return float(tf.math.reduce_std(tf.cast(x, tf.float64)))
+    return float(tf.math.reduce_std(tf.cast(_own(x), tf.float64)))
 
 
 def to_numpy(x) -> np.ndarray:
@@ -141,6 +151,8 @@ def to_numpy(x) -> np.ndarray:
 
 
 def from_numpy(a, like):
-    device = getattr(like, "device", "") or ""
-    with tf.device(device or None):
-        return tf.constant(np.asarray(a).astype(like.dtype.as_numpy_dtype))
+    a = _stencil.host_array(a).astype(dtype_name(like))
+    if not is_array(like) or not like.device:
+        return tf.constant(a)
+    with tf.device(like.device):
+        return tf.constant(a)

@@ -42,26 +42,37 @@ def is_array(x: object) -> bool:
     return isinstance(x, torch.Tensor)
 
 
-def dtype_name(x: torch.Tensor) -> str:
-    return str(x.dtype).removeprefix("torch.")
+def _own(x) -> torch.Tensor:
+    """``x`` as a tensor: itself, or (``backend="torch"`` on another framework's array) converted."""
+    if isinstance(x, torch.Tensor):
+        return x
+    a = _stencil.host_array(x)
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
+    return torch.from_numpy(np.array(a))
 
 
-def shape(x: torch.Tensor) -> tuple[int, ...]:
-    return tuple(x.shape)
+def dtype_name(x) -> str:
+    return _stencil.dtype_name_of(x)
 
 
-def to_compute(x: torch.Tensor) -> torch.Tensor:
+def shape(x) -> tuple[int, ...]:
+    return tuple(int(d) for d in x.shape)
+
+
+def to_compute(x) -> torch.Tensor:
     # No copy for float32/float64: every kernel below returns new tensors and
     # never writes into its inputs; from_compute copies if handed the input back.
+    x = _own(x)
     return x.to(_COMPUTE.get(x.dtype, torch.float64))
 
 
-def from_compute(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def from_compute(y: torch.Tensor, like) -> torch.Tensor:
+    if not isinstance(like, torch.Tensor):  # a backend="torch" override: stay in torch
+        return y.to(getattr(torch, dtype_name(like)))
     out = y.to(device=like.device, dtype=like.dtype)
-    if out is like or (out.data_ptr() == like.data_ptr() and out.numel()):
+    if out is like or (out.numel() and out.data_ptr() == like.data_ptr()):
         out = out.clone()
-    if isinstance(out, torch.nn.Parameter):
-        out = out.detach().clone().requires_grad_(out.requires_grad)
     return out
 
 
@@ -133,7 +144,7 @@ def scale(x, factor):
 
 
 def std(x) -> float:
-    return float(x.detach().to(torch.float64).std(correction=0))
+    return float(_own(x).detach().to(torch.float64).std(correction=0))
 
 
 def to_numpy(x) -> np.ndarray:
@@ -146,8 +157,11 @@ def to_numpy(x) -> np.ndarray:
 
 
 def from_numpy(a, like):
-    a = np.asarray(a)
+    a = _stencil.host_array(a)
     if a.dtype.name == "bfloat16":
         a = a.astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(a)).to(device=like.device, dtype=like.dtype)
+    out = torch.from_numpy(np.array(a))
+    if isinstance(like, torch.Tensor):
+        return out.to(device=like.device, dtype=like.dtype)
+    return out.to(getattr(torch, dtype_name(like)))
 
