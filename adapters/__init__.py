@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from .api import DEFAULT_GAIN, Record, ResizeResult, resize_model
 from .base import SIZES, Adapter, Rule
+from .checkpoint import load_source, write_directory
 from .methods import METHODS
 from .registry import FAMILIES, detect_family, get_adapter
 from .targets import resolve_target
@@ -37,9 +38,11 @@ __all__ = [
     "detect_family",
     "from_signals",
     "get_adapter",
+    "load_source",
     "resize_model",
     "resolve_target",
     "to_signals",
+    "write_directory",
 ]
 
 

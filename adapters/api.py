@@ -5,7 +5,7 @@ before any tensor is resized, so an impossible target fails fast with
 :class:`~botcore.TargetError`. The source (directory, file or mapping) is never
 modified. Every parameter gets a treatment recorded in
 :attr:`ResizeResult.report`. With ``out=`` a complete Hugging Face directory is
-written atomically (see :mod:`botcore.adapters.io`).
+written atomically (see :mod:`botcore.adapters.checkpoint`).
 
 Examples
 --------
@@ -38,7 +38,7 @@ from botcore._checks import check_option
 from botcore.errors import TargetError
 from botcore.signal import WeightSignal
 
-from .io import load_source, write_directory
+from .checkpoint import load_source, write_directory
 from .methods import METHODS, resize_signal
 from .registry import detect_family, get_adapter
 from .targets import resolve_target

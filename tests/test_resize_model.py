@@ -245,12 +245,12 @@ def test_output_directory_is_complete_and_refuses_to_clobber(tmp_path):
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     src = _write_source(tmp_path)
-    from botcore.adapters import io
+    from botcore.adapters import checkpoint
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(io, "_save_params", boom)
+    monkeypatch.setattr(checkpoint, "_save_params", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         resize_model(src, {"hidden": 8}, out=tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

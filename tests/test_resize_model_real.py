@@ -131,5 +131,5 @@ def test_smollm2_round_trip_through_bfloat16(smollm2):
     cfg = json.loads((smollm2 / "config.json").read_text())
     same = resize_model(params, None, config=cfg)
     assert all(torch.equal(same.params[k], v) for k, v in params.items())
-    small = resize_model(params, {"layers": 15, "hidden": 288}, config=cfg)
+    small = resize_model(params, {"layers": 15, "hidden": 288, "heads": 9}, config=cfg)
     assert all(v.dtype == torch.bfloat16 for v in small.params.values())
