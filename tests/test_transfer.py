@@ -1,0 +1,131 @@
+"""Unit tests of the transfer benchmark's harness (no training, no model loading)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import transfer  # noqa: E402
+from transfer_data import batch_order, chunk_stream, mlm_mask, prose_split  # noqa: E402
+from transfer_models import parse_method  # noqa: E402
+from transfer_report import reach_step, summarize, table_rows, write_figure, write_markdown  # noqa: E402
+from transfer_tasks import warmup_cosine  # noqa: E402
+
+
+def _run(target, method, seed, values, steps=None):
+    steps = steps or list(range(0, 10 * len(values), 10))
+    return dict(target=target, method=method, seed=seed, eval_steps=steps, evals=values, wall_s=1.0)
+
+
+def test_reach_step_interpolates_and_respects_direction():
+    assert reach_step([0, 10, 20], [6.0, 4.0, 2.0], 3.0, higher=False) == pytest.approx(15.0)
+    assert reach_step([0, 10, 20], [0.1, 0.5, 0.9], 0.7, higher=True) == pytest.approx(15.0)
+    assert reach_step([0, 10, 20], [6.0, 4.0, 3.5], 3.0, higher=False) is None
+    assert reach_step([0, 10], [2.0, 1.0], 3.0, higher=False) == 0.0
+
+
+def test_summarize_compares_each_seed_with_its_own_scratch():
+    runs = [_run("t", "scratch", 0, [9.0, 5.0, 4.0]), _run("t", "scratch", 1, [9.0, 5.0, 3.0]),
+            _run("t", "bot", 0, [7.0, 4.0, 3.0]), _run("t", "bot", 1, [7.0, 4.0, 3.5])]
+    s = summarize(runs, steps=20, higher=False)["t"]
+    assert s["bot"]["reached"] == 1 and s["bot"]["compared"] == 2
+    assert s["bot"]["reach"]["mean"] == pytest.approx(10.0)
+    assert s["bot"]["end"]["min"] == 3.0 and s["bot"]["end"]["max"] == 3.5
+    assert s["scratch"]["flops_saved"]["mean"] == pytest.approx(0.0)
+    rows = {r[0]: r for r in table_rows({"t": s}, "t", higher=False)}
+    assert rows["`bot`"][4].startswith("n.r. (1/2")
+    assert all(all(c for c in r) for r in rows.values())
+
+
+def test_table_rows_put_scratch_first_then_best_end():
+    runs = [_run("t", m, 0, v) for m, v in
+            (("b", [9.0, 2.0]), ("scratch", [9.0, 4.0]), ("a", [9.0, 3.0]))]
+    rows = table_rows(summarize(runs, steps=10, higher=False), "t", higher=False)
+    assert [r[0] for r in rows] == ["`scratch`", "`b`", "`a`"]
+    acc = [_run("t", m, 0, v) for m, v in (("scratch", [0.1, 0.5]), ("a", [0.1, 0.9]), ("b", [0.1, 0.7]))]
+    rows = table_rows(summarize(acc, steps=10, higher=True), "t", higher=True)
+    assert [r[0] for r in rows] == ["`scratch`", "`a`", "`b`"]
+
+
+def test_markdown_and_figure_are_written(tmp_path):
+    runs = [_run("t", m, s, [9.0 - s, 5.0, 4.0 - (m != "scratch")]) for m in ("scratch", "bot:function:haar")
+            for s in (0, 1)]
+    data = {"settings": {"case": "demo", "quick": False, "task": "mlm", "family": "bert", "targets": {"t": {}},
+                         "budget": {"steps": 20, "batch": 2, "lr": 1e-3, "eval_every": 10, "seeds": [0, 1]},
+                         "optimizer": "AdamW"}, "runs": runs}
+    summary = summarize(runs, steps=20, higher=False)
+    write_markdown(tmp_path / "d.md", data, summary, metric="eval loss", higher=False)
+    write_figure(tmp_path / "d.png", data, metric="eval loss")
+    text = (tmp_path / "d.md").read_text()
+    assert "| `bot:function:haar` | 2 |" in text
+    assert (tmp_path / "d.png").stat().st_size > 1000
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_batch_order_is_fixed_per_seed_and_covers_each_epoch():
+    a = batch_order(10, steps=5, batch=4, seed=3)
+    assert (a == batch_order(10, steps=5, batch=4, seed=3)).all()
+    assert not (a == batch_order(10, steps=5, batch=4, seed=4)).all()
+    assert sorted(a.ravel()[:10]) == list(range(10))
+
+
+def test_mlm_mask_is_deterministic_and_spares_special_tokens():
+    ids = np.tile(np.arange(100, 228), (16, 1))
+    ids[:, 0], ids[:, -1] = 101, 102
+    before = ids.copy()
+    inp, lab = mlm_mask(ids, seed=5, mask_id=103, vocab=30522, special=(101, 102))
+    inp2, lab2 = mlm_mask(ids, seed=5, mask_id=103, vocab=30522, special=(101, 102))
+    assert (inp == inp2).all() and (lab == lab2).all()
+    assert (lab[:, [0, -1]] == -100).all()
+    rate = (lab != -100).mean()
+    assert 0.1 < rate < 0.2
+    assert (inp[lab != -100] == 103).mean() > 0.7
+    assert (ids == before).all()  # input untouched
+
+
+def test_prose_split_is_disjoint_and_stable():
+    tr, ev = prose_split()
+    from pydoc_data.topics import topics
+
+    assert len(tr) + len(ev) == len(topics) and len(ev) == round(0.1 * len(topics))
+    assert prose_split() == (tr, ev)
+    assert prose_split(seed=1) != (tr, ev)
+
+
+def test_chunk_stream_drops_only_the_tail():
+    rows = chunk_stream([[1] * 7, [2] * 7], length=5, sep=0)
+    assert rows.shape == (3, 5)
+
+
+def test_warmup_cosine_shape():
+    vals = [warmup_cosine(s, steps=100, warmup=10) for s in range(101)]
+    assert vals[10] == 1.0 and min(vals[10:]) == pytest.approx(0.1) and vals[0] < vals[9]
+    assert all(math.isfinite(v) for v in vals)
+
+
+def test_dsum_scales_only_residual_writers():
+    fam = type("F", (), {"name": "llama"})()
+    p = {"model.layers.0.self_attn.o_proj.weight": np.ones(2), "model.layers.0.mlp.down_proj.weight": np.ones(2),
+         "model.layers.0.self_attn.q_proj.weight": np.ones(2)}
+    out = transfer._dsum(fam, p, 30, 15)
+    assert out["model.layers.0.self_attn.o_proj.weight"][0] == 2.0
+    assert out["model.layers.0.mlp.down_proj.weight"][0] == 2.0
+    assert out["model.layers.0.self_attn.q_proj.weight"][0] == 1.0
+    assert p["model.layers.0.self_attn.o_proj.weight"][0] == 1.0  # input not mutated
+
+
+def test_method_lists_follow_the_issue():
+    bert = transfer.CASES["bert-l2s"]
+    full = bert.methods(quick=False, target="3x192")
+    assert {"scratch", "weight_selection", "layer_select"} <= set(full)
+    assert set(transfer.bot_grid()) <= set(full)
+    assert "net2net" in transfer.CASES["bert-s2l"].methods(quick=False)
+    assert parse_method("bot:std:coif3") == ("bot", {"gain": "std", "wavelet": "coif3"})
+    with pytest.raises(ValueError):
+        parse_method("bot:std")
