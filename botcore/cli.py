@@ -12,8 +12,7 @@ library only; the work lives in :mod:`botcore.cli_load`,
 
 Examples
 --------
->>> main(["resize", "/no/such/model", "/tmp/x", "--layers", "3"])  # doctest: +SKIP
-botcore resize: error: source '/no/such/model' does not exist; ...
+>>> main(["inspect", "/no/such/model"])  # prints one line to stderr: "botcore inspect: error: ..."
 1
 >>> build_parser().parse_args(["inspect", "model_dir", "--plot", "s.png"]).plot
 's.png'

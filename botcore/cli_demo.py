@@ -123,22 +123,25 @@ def _count(model) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def _mean_energy_kept(src_dir, res, wavelet: str):
-    """Energy-weighted share of the weight modules' energy kept by the resize."""
+def _source_modules(src_dir) -> dict:
     from .cli_load import load_checkpoint, weight_modules
-    from .inspection import energy_kept
 
     params, config, _ = load_checkpoint(src_dir)
-    src_mods, _ = weight_modules(params, config)
-    dst_params = {k: np.asarray(v) for k, v in res.params.items()}
-    dst_mods, _ = weight_modules(dst_params, res.config)
+    return weight_modules(params, config)[0]
+
+
+def _mean_energy_kept(src_mods: dict, res, wavelet: str):
+    """Energy-weighted share of the weight modules' energy kept by the resize (shapes from its report)."""
+    from .inspection import energy_kept
+
+    shapes = {r.signal: tuple(r.target_shape) for r in res.report if getattr(r, "target_shape", None)}
     total = kept = 0.0
     for name, sig in src_mods.items():
-        if name not in dst_mods:
+        if name not in shapes:
             continue
         e = float(np.sum(np.asarray(sig.data, dtype=np.float64) ** 2))
         total += e
-        kept += e * energy_kept(sig, dst_mods[name].shape, wavelet=wavelet)
+        kept += e * energy_kept(sig, shapes[name], wavelet=wavelet)
     return kept / total if total else None
 
 
@@ -190,6 +193,7 @@ def _demo(args, src, root, t0, staged_output, format_table) -> int:
     tok = AutoTokenizer.from_pretrained(src)
     source = AutoModel.from_pretrained(src).eval()
     ref = _embed(source, tok, SENTENCES)
+    src_mods = _source_modules(src) if args.method == "bot" else {}
     rows = [["source", _human(_count(source)), source.config.num_hidden_layers, source.config.hidden_size,
              source.config.num_attention_heads, source.config.intermediate_size, "-", "1.000", "-"]]
     for label, (dst, res, _) in results.items():
@@ -198,7 +202,7 @@ def _demo(args, src, root, t0, staged_output, format_table) -> int:
         r = similarity_r(_embed(model, tok, SENTENCES), ref)
         rand = AutoModel.from_config(AutoConfig.from_pretrained(dst)).eval()
         r_rand = similarity_r(_embed(rand, tok, SENTENCES), ref)
-        kept = _mean_energy_kept(src, res, args.wavelet) if args.method == "bot" else None
+        kept = _mean_energy_kept(src_mods, res, args.wavelet) if args.method == "bot" else None
         rows.append([f"{label} ({args.method})", _human(_count(model)), cfg.num_hidden_layers, cfg.hidden_size,
                      cfg.num_attention_heads, cfg.intermediate_size,
                      "-" if kept is None else f"{100 * kept:.1f}%", f"{r:.3f}", f"{r_rand:.3f}"])

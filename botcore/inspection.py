@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .planning import plan
 from .resize import resize
 from .roles import normalize_roles
 from .transform import decompose
@@ -200,8 +201,17 @@ def energy_kept(x, shape, *, roles=None, wavelet: str = "haar", mode: str = "per
     total = _energy(a)
     if total == 0:
         return 1.0
+    p = plan(a.shape, shape, wavelet=wavelet, mode=mode)
+    if all(ax.levels <= 0 and ax.fraction is None for ax in p.axes) and _orthogonal(wavelet):
+        return 1.0  # dyadic growth with zero details: an orthonormal synthesis keeps every bit of energy
     y = resize(a, shape, gain="paper", roles=roles, wavelet=wavelet, mode=mode)
     return _energy(y) / total
+
+
+def _orthogonal(wavelet: str) -> bool:
+    import pywt
+
+    return bool(pywt.Wavelet(wavelet).orthogonal)
 
 
 def format_table(headers, rows, *, align=None) -> str:
