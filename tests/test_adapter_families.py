@@ -43,6 +43,30 @@ def _llama_untied():
     return cls, cfg
 
 
+def _qwen2():
+    cfg = transformers.Qwen2Config(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                                   num_key_value_heads=2, intermediate_size=64, vocab_size=50,
+                                   tie_word_embeddings=False, bos_token_id=0, eos_token_id=0)
+    return transformers.Qwen2ForCausalLM, cfg
+
+
+def _mistral():
+    cfg = transformers.MistralConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
+                                     num_key_value_heads=2, intermediate_size=64, vocab_size=50,
+                                     bos_token_id=0, eos_token_id=0)
+    return transformers.MistralForCausalLM, cfg
+
+
+def _bert_cls():
+    return transformers.BertForSequenceClassification, _bert()[1]
+
+
+def _gpt2_cls():
+    cls, cfg = _gpt2()
+    cfg.pad_token_id = 0
+    return transformers.GPT2ForSequenceClassification, cfg
+
+
 def _vit():
     cfg = transformers.ViTConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
                                  intermediate_size=64, image_size=16, patch_size=4, num_labels=3)
@@ -61,7 +85,8 @@ def _dinov2():
     return transformers.Dinov2Model, cfg
 
 
-FAMILIES = {"bert": _bert, "gpt2": _gpt2, "llama": _llama, "llama_untied": _llama_untied,
+FAMILIES = {"bert": _bert, "bert_cls": _bert_cls, "gpt2": _gpt2, "gpt2_cls": _gpt2_cls,
+            "llama": _llama, "llama_untied": _llama_untied, "qwen2": _qwen2, "mistral": _mistral,
             "vit": _vit, "deit": _deit, "dinov2": _dinov2}
 
 
