@@ -62,7 +62,7 @@ def _bert_cls():
 
 
 def _gpt2_cls():
-    cls, cfg = _gpt2()
+    _cls, cfg = _gpt2()
     cfg.pad_token_id = 0
     return transformers.GPT2ForSequenceClassification, cfg
 
