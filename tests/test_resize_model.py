@@ -274,3 +274,16 @@ def test_onnx_sources_are_forwarded(monkeypatch):
     monkeypatch.setitem(sys.modules, "botcore.adapters.onnx", fake)
     assert resize_model("m.onnx", {"hidden": 8}, method="bot") == "onnx-result"
     assert calls[0][0] == ("m.onnx", {"hidden": 8}) and calls[0][1]["gain"] == DEFAULT_GAIN
+
+
+def test_importing_adapters_imports_no_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, botcore, botcore.adapters as a; a.get_adapter('llama'); a.get_adapter('vit');"
+        "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'transformers', 'onnx', "
+        "'safetensors') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
