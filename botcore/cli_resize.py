@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from .cli_load import _is_matrix, check_onnx, check_safetensors, detect_format, load_checkpoint, weight_modules
-from .errors import ShapeError
+from .errors import ParameterKeyError, ShapeError, UnsupportedModelError
 
 __all__ = ["run_resize", "run_inspect", "staged_output", "stage_name", "source_sizes", "ProgressBar"]
 
@@ -208,25 +208,32 @@ def _size_map(src: dict, dst: dict) -> dict:
     return pairs
 
 
-def planned_shapes(modules: dict, config, target: dict, params=None, *, family=None, method="bot") -> dict:
-    """Target shape of each module under ``target``: from the adapter when it can plan, else from sizes.
+def planned_shapes(modules: dict, config, target: dict, params=None, *, family=None) -> dict:
+    """Target shape of each module under ``target``, shape-only (no tensor is resized).
 
-    The adapter path runs :func:`botcore.adapters.resize_model` in memory (exact:
-    it knows heads and layouts); the fallback maps every axis whose size equals a
-    source size (hidden, ffn, heads*head_dim) to its target and the depth axis
-    to the target layer count.
+    With ``params`` and an adapter that recognises them, the adapter plans
+    (it knows heads, GQA and layouts, and raises :class:`botcore.TargetError`
+    for a target that cannot work); otherwise every axis whose size equals a
+    source size (hidden, ffn, heads*head_dim) maps to its target and the depth
+    axis to the target layer count.
     """
-    if params is not None:
+    if params is not None and config is not None:
         try:
-            from .adapters import resize_model
-
-            res = resize_model(params, target, config=config, family=family, method=method)
-            mods, _ = weight_modules(res.params, res.config, family=family)
-            shapes = {k: v.shape for k, v in mods.items() if k in modules}
-            if shapes:
-                return shapes
-        except (ImportError, NotImplementedError, TypeError, AttributeError):
-            pass
+            from .adapters import detect_family, get_adapter, resolve_target
+        except ImportError:
+            get_adapter = None
+        if get_adapter is not None:
+            cfg = dict(config.to_dict() if hasattr(config, "to_dict") else config)
+            try:
+                adapter = get_adapter(family or detect_family(params, cfg))
+                layout, _ = adapter.analyse(params, cfg)
+            except (UnsupportedModelError, ParameterKeyError):
+                layout = None
+            if layout is not None:
+                sizes = resolve_target(layout.sizes, target, gqa=adapter.gqa,
+                                       free_head_dim=adapter.free_head_dim)
+                shapes = {name: tuple(spec.target_shape(sizes)) for name, spec in layout.specs.items()}
+                return {k: v for k, v in shapes.items() if k in modules}
     src = source_sizes(config)
     if any(v is None for v in src.values()):
         raise ShapeError(
@@ -262,13 +269,14 @@ def run_inspect(args) -> int:
     spectra = [spectrum(s, max_level=args.levels, wavelet=args.wavelet, name=name) for name, s in modules.items()]
     target = target_from_args(args)
     kept = None
-    print(f"{args.src}\n{fmt}, {len(modules)} weight modules (found {how}), wavelet {args.wavelet}")
-    if target:
+    if target:  # plan first: a target that cannot work fails before anything is printed
         shapes = planned_shapes(modules, config, target, params, family=args.family)
         kept = {}
         for name, sig in modules.items():
             if name in shapes:
                 kept[name] = energy_kept(sig, shapes[name], wavelet=args.wavelet)
+    print(f"{args.src}\n{fmt}, {len(modules)} weight modules (found {how}), wavelet {args.wavelet}")
+    if target:
         plan_text = ", ".join(f"{k}={v}" for k, v in target.items())
         print(f"planned resize: {plan_text} (last column: share of energy the BoT resize keeps)")
     print(spectrum_table(spectra, kept=kept))

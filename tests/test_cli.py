@@ -454,3 +454,9 @@ def test_demo_runs_to_completion(tmp_path):
         r, r_random = float(rows[label][-2]), float(rows[label][-1])
         assert -1 <= r <= 1 and -1 <= r_random <= 1
     assert sorted(os.listdir(tmp_path / "demo")) == ["large", "small"]
+
+
+def test_inspect_with_a_bad_target_prints_only_the_error(bert_dir, capsys):
+    status, out, err = run(["inspect", bert_dir, "--hidden", "8", "--heads", "3"], capsys)
+    one_line_error(status, err, "heads")
+    assert out == ""
