@@ -266,6 +266,8 @@ def run_inspect(args) -> int:
         _check_plot_path(args.plot)
     params, config, fmt = load_checkpoint(args.src, config=args.config)
     modules, how = weight_modules(params, config, family=args.family, everything=args.everything)
+    zero = [name for name, s in modules.items() if not np.any(np.asarray(s.data))]
+    modules = {name: s for name, s in modules.items() if name not in zero}
     spectra = [spectrum(s, max_level=args.levels, wavelet=args.wavelet, name=name) for name, s in modules.items()]
     target = target_from_args(args)
     kept = None
@@ -280,6 +282,8 @@ def run_inspect(args) -> int:
         plan_text = ", ".join(f"{k}={v}" for k, v in target.items())
         print(f"planned resize: {plan_text} (last column: share of energy the BoT resize keeps)")
     print(spectrum_table(spectra, kept=kept))
+    if zero:
+        print(f"all zero, left out: {', '.join(zero)}")
     print("approx, D1..: share of energy per band (D1 = finest detail); X/2: share one halving of axis X "
           "keeps (white noise keeps 50% per axis; all/2: every axis at once)")
     if args.plot:
@@ -407,7 +411,7 @@ def run_resize(args) -> int:
         from .cli_load import read_config
 
         options["config"] = read_config(args.config)
-    bar = ProgressBar(label=f"{args.method}", enabled=None if not args.quiet else False)
+    bar = ProgressBar(label=f"resizing ({args.method})", enabled=None if not args.quiet else False)
     options["progress"] = bar
     t0 = time.monotonic()
     try:

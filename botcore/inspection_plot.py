@@ -51,6 +51,7 @@ def draw(plt, spectra, *, kept=None, title: str = ""):
         1, 2, figsize=(13, height), sharey=True,
         gridspec_kw={"width_ratios": [1.15, 1], "wspace": 0.06},
     )
+    fig.subplots_adjust(top=1 - 0.55 / height, bottom=1.25 / height)
     ys = list(range(n))[::-1]
     blues = plt.get_cmap("Blues")
     band_colors = ["#08306b"] + [blues(0.75 - 0.5 * i / max(depth - 1, 1)) for i in range(depth)]
@@ -109,7 +110,7 @@ def draw(plt, spectra, *, kept=None, title: str = ""):
     ax2.set_axisbelow(True)
     ax2.legend(loc="upper center", bbox_to_anchor=(0.5, below), ncol=3, fontsize=8, frameon=False)
     head = title or "Spectral inspection"
-    fig.suptitle(head + "\n" + verdict(spectra), fontsize=11, x=0.01, ha="left", y=1.0,
+    fig.suptitle(head + "\n" + verdict(spectra), fontsize=11, x=0.01, ha="left", y=1 - 0.05 / height,
                  va="bottom", linespacing=1.6)
     return fig
 
