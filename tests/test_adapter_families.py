@@ -310,3 +310,16 @@ def test_every_family_is_detected():
         assert get_adapter(name).family == name
         r = resize_model(_state(model), None, config={**cfg.to_dict(), "model_type": None})
         assert r.family == name
+
+
+@pytest.mark.parametrize("name", ["bert", "gpt2", "llama"])
+def test_in_memory_tied_heads_write_loadable_directories(name, tmp_path):
+    model, cfg = _model(name)
+    params = _state(model)
+    r = resize_model(params, {"hidden": 16}, config=cfg.to_dict(), out=tmp_path / "out")
+    tied = [rec for rec in r.report if rec.treatment.startswith("tied to")]
+    assert tied  # the in-memory state dict holds the tied duplicate
+    loaded, info = type(model).from_pretrained(r.out, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    y = _outputs(loaded.eval(), _inputs(name, cfg))
+    assert torch.isfinite(y).all()
