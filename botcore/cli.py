@@ -25,7 +25,7 @@ import os
 import sys
 import traceback
 
-__all__ = ["main", "build_parser", "TARGET_FIELDS"]
+__all__ = ["TARGET_FIELDS", "build_parser", "main"]
 
 #: Command-line flags of a model target, in the order ``resize_model`` documents them.
 TARGET_FIELDS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn")
@@ -69,7 +69,7 @@ source's sentence-similarity structure.
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line: what, and where to look."""
 
-    def error(self, message):  # noqa: D401 - argparse API
+    def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
@@ -213,7 +213,7 @@ def main(argv=None) -> int:
             hint = "; install it (e.g. pip install 'bot-scaling[hf,onnx,plot]')"
         print(f"{prog}: error: {_one_line(exc)}{hint}", file=sys.stderr)
         return 1
-    except Exception as exc:  # a bug, or a library failing in a way we do not know yet
+    except Exception as exc:  # noqa: BLE001 - a bug, or a library failing in a way we do not know yet
         if debug:
             traceback.print_exc()
         print(f"{prog}: error: {exc.__class__.__name__}: {_one_line(exc)} "

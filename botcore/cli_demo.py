@@ -41,7 +41,7 @@ import numpy as np
 
 from .errors import UnsupportedModelError
 
-__all__ = ["run_demo", "SHRINK", "GROW", "SENTENCES", "similarity_r", "minilm_path", "offline_env"]
+__all__ = ["GROW", "SENTENCES", "SHRINK", "minilm_path", "offline_env", "run_demo", "similarity_r"]
 
 #: Target of the shrink (head_dim stays 32).
 SHRINK = {"layers": 3, "hidden": 192, "heads": 6, "ffn": 768}

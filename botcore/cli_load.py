@@ -35,14 +35,14 @@ from .errors import ParameterKeyError, ShapeError, UnsupportedModelError
 from .signal import WeightSignal
 
 __all__ = [
-    "detect_format",
-    "check_safetensors",
-    "check_onnx",
-    "read_config",
-    "load_checkpoint",
-    "group_modules",
-    "weight_modules",
     "FORMATS",
+    "check_onnx",
+    "check_safetensors",
+    "detect_format",
+    "group_modules",
+    "load_checkpoint",
+    "read_config",
+    "weight_modules",
 ]
 
 FORMATS = ("hf-dir", "safetensors", "onnx")
@@ -173,7 +173,7 @@ def _read_safetensors(path) -> dict:
     out = {}
     try:
         with safe_open(path, framework="numpy") as f:
-            for k in f.keys():
+            for k in f:
                 out[k] = f.get_tensor(k)
     except (TypeError, ValueError):  # bfloat16 has no NumPy dtype: go through torch
         from safetensors.torch import load_file
@@ -195,7 +195,7 @@ def check_onnx(path) -> None:
 
     try:
         onnx.load(os.fspath(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-free ValueError, ...
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError, ValueError, OSError, ...
         raise UnsupportedModelError(
             f"{os.fspath(path)} is not a readable ONNX model ({exc.__class__.__name__}); expected a "
             "complete .onnx file (re-export or re-copy it)"
@@ -247,10 +247,9 @@ _LAYER = re.compile(r"(?:^|\.)(\d+)\.")
 
 
 def _short(pattern: str, common: str) -> str:
-    name = pattern[len(common):] if pattern.startswith(common) else pattern
+    name = pattern.removeprefix(common)
     for suffix in (".weight", ".kernel"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
+        name = name.removesuffix(suffix)
     return name or pattern
 
 

@@ -31,10 +31,17 @@ import time
 
 import numpy as np
 
-from .cli_load import _is_matrix, check_onnx, check_safetensors, detect_format, load_checkpoint, weight_modules
+from .cli_load import (
+    _is_matrix,
+    check_onnx,
+    check_safetensors,
+    detect_format,
+    load_checkpoint,
+    weight_modules,
+)
 from .errors import ParameterKeyError, ShapeError, UnsupportedModelError
 
-__all__ = ["run_resize", "run_inspect", "staged_output", "stage_name", "source_sizes", "ProgressBar"]
+__all__ = ["ProgressBar", "run_inspect", "run_resize", "source_sizes", "stage_name", "staged_output"]
 
 
 def stage_name(dst) -> str:
@@ -149,7 +156,7 @@ class ProgressBar:
             return
         done = done or 0
         frac = min(max(done / total, 0.0), 1.0) if total else 0.0
-        filled = int(round(frac * self.width))
+        filled = round(frac * self.width)
         bar = "#" * filled + "." * (self.width - filled)
         count = f"{done}/{total}" if total else f"{done}"
         text = f"\r{self.label} [{bar}] {count} {str(name)[:40]:<40} {time.monotonic() - self.start:5.1f}s"
@@ -445,8 +452,8 @@ def _records_from_params(modules, res, *, family=None) -> list:
         return []
     params = {k: np.asarray(v) for k, v in res.params.items()}
     out, _ = weight_modules(params, res.config, family=family, everything=True)
-    return [dict(signal=name, source_shape=sig.shape, target_shape=out[name].shape, roles=sig.roles,
-                 treatment=f"{getattr(res, 'family', '')} graph rewritten".strip())
+    return [{"signal": name, "source_shape": sig.shape, "target_shape": out[name].shape, "roles": sig.roles,
+                 "treatment": f"{getattr(res, 'family', '')} graph rewritten".strip()}
             for name, sig in modules.items() if name in out]
 
 

@@ -43,7 +43,7 @@ from .resize import resize
 from .roles import normalize_roles
 from .transform import decompose
 
-__all__ = ["Spectrum", "spectrum", "energy_kept", "format_table", "spectrum_table", "plot_spectra"]
+__all__ = ["Spectrum", "energy_kept", "format_table", "plot_spectra", "spectrum", "spectrum_table"]
 
 
 @dataclass(frozen=True)

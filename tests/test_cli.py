@@ -40,12 +40,12 @@ def listing(folder):
     return sorted(os.listdir(folder))
 
 
-BERT_CONFIG = dict(
-    model_type="bert", architectures=["BertModel"], num_hidden_layers=2, hidden_size=16,
-    num_attention_heads=4, intermediate_size=32, vocab_size=50, max_position_embeddings=24,
-    type_vocab_size=2, hidden_act="gelu", layer_norm_eps=1e-12, hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0, initializer_range=0.02, pad_token_id=0,
-)
+BERT_CONFIG = {
+    "model_type": "bert", "architectures": ["BertModel"], "num_hidden_layers": 2, "hidden_size": 16,
+    "num_attention_heads": 4, "intermediate_size": 32, "vocab_size": 50, "max_position_embeddings": 24,
+    "type_vocab_size": 2, "hidden_act": "gelu", "layer_norm_eps": 1e-12, "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0, "initializer_range": 0.02, "pad_token_id": 0,
+}
 
 
 def bert_params(cfg=BERT_CONFIG, seed=0):
@@ -138,7 +138,7 @@ def test_negative_size_is_rejected_by_the_parser(capsys):
 
 def test_python_dash_m_botcore_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "botcore", "inspect", str(tmp_path / "missing")],
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -153,7 +153,7 @@ def test_cli_modules_import_no_framework_or_matplotlib():
         "'safetensors') if m in sys.modules]\n"
         "print(bad)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
@@ -162,7 +162,7 @@ def test_cli_modules_import_no_framework_or_matplotlib():
 
 
 def test_missing_source_path(work, capsys):
-    status, out, err = run(["resize", work / "nope", work / "out", "--layers", "1"], capsys)
+    status, _out, err = run(["resize", work / "nope", work / "out", "--layers", "1"], capsys)
     one_line_error(status, err, "does not exist")
     assert listing(work) == []
 
@@ -312,6 +312,7 @@ def test_progress_bar_is_driven_by_resize_model(bert_dir):
     import io
 
     from botcore.adapters import resize_model
+
     from botcore.cli_resize import ProgressBar
 
     stream = io.StringIO()
@@ -371,7 +372,7 @@ def _minilm():
 def test_resize_real_minilm_to_the_issue_target(work, capsys):
     src = _minilm()
     out = work / "small"
-    status, stdout, err = run(["resize", src, out, "--layers", "3", "--hidden", "192", "--heads", "6",
+    status, _stdout, err = run(["resize", src, out, "--layers", "3", "--hidden", "192", "--heads", "6",
                                "--ffn", "768"], capsys)
     assert status == 0, err
     cfg = json.loads((out / "config.json").read_text())
@@ -395,7 +396,7 @@ def test_resized_minilm_loads_in_transformers(work, capsys):
         "y = m(**t(['a test sentence'], return_tensors='pt')).last_hidden_state\n"
         "print(tuple(y.shape), m.config.num_hidden_layers, bool(torch.isfinite(y).all()))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     shape, layers, finite = proc.stdout.strip().rsplit(" ", 2)[0], *proc.stdout.split()[-2:]
     assert shape.endswith("192)") and layers == "3" and finite == "True"
@@ -445,7 +446,7 @@ def test_inspect_real_minilm(capsys):
 @pytest.mark.slow
 def test_demo_runs_to_completion(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "botcore", "demo", "--out", str(tmp_path / "demo")],
-                          capture_output=True, text=True, timeout=600)
+                          check=False, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     rows = {line.split()[0]: line.split() for line in lines if line.split()}
