@@ -77,6 +77,16 @@ def _check_output(dst, *, overwrite: bool) -> None:
         )
 
 
+def _check_not_source(src, dst) -> None:
+    """Refuse an output that is the source or holds it (replacing it would delete the source)."""
+    s, d = os.path.realpath(src), os.path.realpath(dst)
+    if s == d or s.startswith(d.rstrip(os.sep) + os.sep):
+        raise ShapeError(
+            f"output {dst!r} is the source or contains it; the source is never modified, so choose an "
+            "output path outside it"
+        )
+
+
 @contextlib.contextmanager
 def staged_output(dst, *, overwrite: bool):
     """Yield a temporary path to write ``dst`` to; move it (and its siblings) into place on success.
@@ -404,6 +414,7 @@ def run_resize(args) -> int:
             "--head-dim, --ffn (e.g. --layers 3 --hidden 192 --heads 6 --ffn 768)"
         )
     fmt = _check_source(args.src)
+    _check_not_source(args.src, args.dst)
     _check_output(args.dst, overwrite=args.overwrite)
     if args.config is not None and not os.path.isfile(args.config):
         raise ShapeError(f"--config {args.config!r} does not exist; expected the path of a config.json")

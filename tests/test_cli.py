@@ -461,3 +461,12 @@ def test_inspect_with_a_bad_target_prints_only_the_error(bert_dir, capsys):
     status, out, err = run(["inspect", bert_dir, "--hidden", "8", "--heads", "3"], capsys)
     one_line_error(status, err, "heads")
     assert out == ""
+
+
+@pytest.mark.parametrize("where", ["same", "parent"])
+def test_output_may_not_replace_the_source(bert_dir, where, capsys):
+    dst = bert_dir if where == "same" else bert_dir.parent
+    before = sorted(p.name for p in bert_dir.iterdir())
+    status, _, err = run(["resize", bert_dir, dst, "--layers", "1", "--overwrite"], capsys)
+    one_line_error(status, err, "source")
+    assert sorted(p.name for p in bert_dir.iterdir()) == before
