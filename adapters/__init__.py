@@ -19,7 +19,7 @@ Examples
 
 from __future__ import annotations
 
-from .api import DEFAULT_GAIN, Record, ResizeResult, resize_model
+from .api import DEFAULT_GAIN, ModelPlan, Record, ResizeResult, plan_model, resize_model
 from .base import SIZES, Adapter, Rule
 from .checkpoint import load_source, write_directory
 from .methods import METHODS
@@ -32,6 +32,7 @@ __all__ = [
     "METHODS",
     "SIZES",
     "Adapter",
+    "ModelPlan",
     "Record",
     "ResizeResult",
     "Rule",
@@ -39,6 +40,7 @@ __all__ = [
     "from_signals",
     "get_adapter",
     "load_source",
+    "plan_model",
     "resize_model",
     "resolve_target",
     "to_signals",

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import botcore
 from botcore._checks import check_option
-from botcore.errors import TargetError
+from botcore.errors import OptionError, TargetError
 from botcore.signal import WeightSignal
 
 from .checkpoint import load_source, write_directory
@@ -43,7 +43,7 @@ from .methods import METHODS, resize_signal
 from .registry import detect_family, get_adapter
 from .targets import resolve_target
 
-__all__ = ["DEFAULT_GAIN", "Record", "ResizeResult", "resize_model"]
+__all__ = ["DEFAULT_GAIN", "ModelPlan", "Record", "ResizeResult", "plan_model", "resize_model"]
 
 #: The default ``gain=`` of :func:`resize_model` (the transfer benchmark decides it).
 DEFAULT_GAIN = "function"
@@ -74,9 +74,30 @@ class ResizeResult:
     out: Path | None = None
     family: str = ""
     sizes: dict = field(default_factory=dict)
+    source_sizes: dict = field(default_factory=dict)
 
     def __iter__(self):
         return iter((self.params, self.config))
+
+
+@dataclass
+class ModelPlan:
+    """A shape-only plan of a resize: what :func:`resize_model` would do, without doing it.
+
+    ``records`` has one :class:`Record` per signal (treatment ``"planned: <method>"``);
+    ``config`` is the config the resized model would get.
+    """
+
+    family: str
+    source_sizes: dict
+    sizes: dict
+    config: dict
+    records: list
+    adapter: object = field(repr=False, default=None)
+    layout: object = field(repr=False, default=None)
+    signals: dict = field(repr=False, default_factory=dict)
+    shapes: dict = field(repr=False, default_factory=dict)
+    source_dir: Path | None = None
 
 
 def _check_net2net(src: dict, dst: dict) -> None:
@@ -86,6 +107,55 @@ def _check_net2net(src: dict, dst: dict) -> None:
             f"method='net2net' only grows a model, but the target shrinks {', '.join(shrinking)}; "
             "use method='bot', 'weight_selection' or 'layer_select' to shrink"
         )
+
+
+def _prepare(source, target, *, method, wavelet, gain, mode, config, family) -> ModelPlan:
+    check_option(method, METHODS, "method")
+    check_option(gain, botcore.GAINS, "gain")
+    if target is not None and not isinstance(target, Mapping):
+        raise TargetError(
+            f"target must be a mapping such as {{'layers': 6, 'hidden': 384}}, "
+            f"got {type(target).__name__}"
+        )
+    params, config, source_dir = load_source(source, config)
+    family = family or detect_family(params, config)
+    adapter = get_adapter(family)
+    layout, signals = adapter.analyse(params, config)
+    sizes = resolve_target(layout.sizes, target, gqa=adapter.gqa,
+                           free_head_dim=adapter.free_head_dim)
+    if method == "net2net":
+        _check_net2net(layout.sizes, sizes)
+    new_config = adapter.write_config(config, sizes)
+    shapes, records = {}, []
+    for spec in layout.specs.values():  # plan the whole model before touching data
+        shapes[spec.name] = spec.target_shape(sizes)
+        if method == "bot":
+            botcore.plan(spec.shape, shapes[spec.name], wavelet=wavelet, mode=mode)
+        records.append(Record(spec.name, spec.members, spec.roles, spec.shape,
+                              shapes[spec.name], f"planned: {method}"))
+    return ModelPlan(adapter.family, dict(layout.sizes), sizes, new_config, records, adapter,
+                     layout, signals, shapes, source_dir)
+
+
+def plan_model(source, target=None, *, method="bot", wavelet="haar", gain=DEFAULT_GAIN,
+               mode="periodization", config=None, family=None) -> ModelPlan:
+    """Plan a resize from shapes only and validate it, without resizing any tensor.
+
+    Takes the arguments of :func:`resize_model` (no ``out``); raises the same errors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cfg = dict(model_type="llama", num_hidden_layers=2, hidden_size=8,
+    ...            num_attention_heads=4, num_key_value_heads=2, intermediate_size=16)
+    >>> params = {f"model.layers.{i}.self_attn.k_proj.weight": np.zeros((4, 8), np.float32)
+    ...           for i in range(2)}
+    >>> p = plan_model(params, {"hidden": 16}, config=cfg)
+    >>> p.sizes["kv_heads"], p.records[0].target_shape, p.config["num_key_value_heads"]
+    (4, (2, 4, 2, 16), 4)
+    """
+    return _prepare(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
+                    config=config, family=family)
 
 
 def resize_model(
@@ -143,26 +213,15 @@ def resize_model(
 
         return resize_onnx_model(source, target, method=method, wavelet=wavelet, gain=gain,
                                  mode=mode, out=out, overwrite=overwrite)
-    check_option(method, METHODS, "method")
-    check_option(gain, botcore.GAINS, "gain")
-    if target is not None and not isinstance(target, Mapping):
-        raise TargetError(
-            f"target must be a mapping such as {{'layers': 6, 'hidden': 384}}, "
-            f"got {type(target).__name__}"
+    if out is not None and Path(out).exists() and not overwrite:
+        raise OptionError(
+            f"out={str(out)!r} already exists; pass overwrite=True to replace it or choose "
+            "another directory"
         )
-    params, config, source_dir = load_source(source, config)
-    family = family or detect_family(params, config)
-    adapter = get_adapter(family)
-    layout, signals = adapter.analyse(params, config)
-    sizes = resolve_target(layout.sizes, target, gqa=adapter.gqa,
-                           free_head_dim=adapter.free_head_dim)
-    if method == "net2net":
-        _check_net2net(layout.sizes, sizes)
-    shapes = {}
-    for spec in layout.specs.values():  # plan the whole model before touching data
-        shapes[spec.name] = spec.target_shape(sizes)
-        if method == "bot":
-            botcore.plan(spec.shape, shapes[spec.name], wavelet=wavelet, mode=mode)
+    prep = _prepare(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
+                    config=config, family=family)
+    adapter, layout, signals, sizes, shapes = prep.adapter, prep.layout, prep.signals, \
+        prep.sizes, prep.shapes
     resized, report = {}, []
     total = len(layout.specs)
     for done, spec in enumerate(layout.specs.values(), 1):
@@ -184,9 +243,9 @@ def resize_model(
     for name, reason in layout.dropped.items():
         report.append(Record(name, (name,), (), (), (), reason))
     new_params = adapter.emit(layout, resized)
-    new_config = adapter.write_config(config, sizes)
     written = None
     if out is not None:
-        written = write_directory(out, new_params, new_config, source_dir=source_dir,
+        written = write_directory(out, new_params, prep.config, source_dir=prep.source_dir,
                                   overwrite=overwrite, hidden=sizes["hidden"])
-    return ResizeResult(new_params, new_config, report, written, family, sizes)
+    return ResizeResult(new_params, prep.config, report, written, adapter.family, sizes,
+                        dict(layout.sizes))

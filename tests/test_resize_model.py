@@ -287,3 +287,26 @@ def test_importing_adapters_imports_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_plan_model_matches_resize_model_without_resizing():
+    from botcore.adapters import plan_model
+
+    params = bert_params()
+    p = plan_model(params, {"layers": 3, "hidden": 8}, config=CFG)
+    r = resize_model(params, {"layers": 3, "hidden": 8}, config=CFG)
+    assert p.sizes == r.sizes and p.config == r.config and p.source_sizes == r.source_sizes
+    planned = {rec.signal: rec.target_shape for rec in p.records}
+    done = {rec.signal: rec.target_shape for rec in r.report if rec.source_shape}
+    assert planned == done
+    with pytest.raises(TargetError):
+        plan_model(params, {"heads": 5}, config=CFG)
+
+
+def test_existing_out_is_refused_before_any_work(tmp_path, monkeypatch):
+    from botcore.adapters import api
+
+    (tmp_path / "out").mkdir()
+    monkeypatch.setattr(api, "_prepare", lambda *a, **k: pytest.fail("planned despite out"))
+    with pytest.raises(OptionError, match="already exists"):
+        resize_model(bert_params(), {"hidden": 8}, config=CFG, out=tmp_path / "out")
