@@ -250,6 +250,7 @@ def test_resize_writes_a_directory_and_a_summary(bert_dir, work, capsys):
     out = work / "small"
     status, stdout, err = run(["resize", bert_dir, out, "--layers", "1", "--hidden", "8", "--ffn", "16"], capsys)
     assert status == 0, err
+    assert err == ""  # no progress bar when stderr is not a terminal
     assert listing(work) == ["small"]  # nothing else: the staging folder is gone
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["intermediate_size"]) == (1, 8, 16)
@@ -470,3 +471,18 @@ def test_output_may_not_replace_the_source(bert_dir, where, capsys):
     status, _, err = run(["resize", bert_dir, dst, "--layers", "1", "--overwrite"], capsys)
     one_line_error(status, err, "source")
     assert sorted(p.name for p in bert_dir.iterdir()) == before
+
+
+def test_net2net_cannot_shrink(bert_dir, work, capsys):
+    status, _, err = run(["resize", bert_dir, work / "out", "--layers", "1", "--method", "net2net"], capsys)
+    one_line_error(status, err, "net2net")
+    assert listing(work) == []
+
+
+def test_non_dyadic_target_reports_a_fractional_energy(bert_dir, work, capsys):
+    status, out, err = run(["resize", bert_dir, work / "out", "--hidden", "12", "--heads", "3", "--ffn", "24"],
+                           capsys)
+    assert status == 0, err
+    row = next(line.split() for line in out.splitlines() if line.startswith("ffn_in "))
+    assert row[1:3] == ["2x32x16", "2x24x12"]
+    assert 0 < float(row[3].rstrip("%")) < 100
