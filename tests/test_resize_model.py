@@ -15,6 +15,8 @@ from botcore.adapters import (
     to_signals,
 )
 from botcore.adapters.methods import layer_indices, net2net_layers
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import botcore
 from botcore import OptionError, ParameterKeyError, TargetError, UnsupportedModelError
@@ -310,3 +312,68 @@ def test_existing_out_is_refused_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(api, "_prepare", lambda *a, **k: pytest.fail("planned despite out"))
     with pytest.raises(OptionError, match="already exists"):
         resize_model(bert_params(), {"hidden": 8}, config=CFG, out=tmp_path / "out")
+
+
+def test_sharded_safetensors_directory(tmp_path):
+    from safetensors.numpy import save_file
+
+    params = bert_params()
+    names = sorted(params)
+    src = tmp_path / "src"
+    src.mkdir()
+    shards = {"model-00001-of-00002.safetensors": names[::2],
+              "model-00002-of-00002.safetensors": names[1::2]}
+    weight_map = {}
+    for shard, keys in shards.items():
+        save_file({k: params[k] for k in keys}, str(src / shard))
+        weight_map.update(dict.fromkeys(keys, shard))
+    (src / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (src / "config.json").write_text(json.dumps(CFG))
+    r = resize_model(src, {"hidden": 8}, out=tmp_path / "out")
+    ref = resize_model(params, {"hidden": 8}, config=CFG)
+    assert sorted(p.name for p in r.out.iterdir()) == ["config.json", "model.safetensors"]
+    assert all(np.array_equal(r.params[k], ref.params[k]) for k in ref.params)
+
+
+def test_pytorch_bin_directory_is_read_with_weights_only(tmp_path):
+    torch = pytest.importorskip("torch")
+    params = bert_params()
+    src = tmp_path / "src"
+    src.mkdir()
+    torch.save({k: torch.from_numpy(v) for k, v in params.items()}, src / "pytorch_model.bin")
+    (src / "config.json").write_text(json.dumps(CFG))
+    r = resize_model(src, {"hidden": 8})
+    ref = resize_model(params, {"hidden": 8}, config=CFG)
+    assert all(np.array_equal(r.params[k], ref.params[k]) for k in ref.params)
+
+
+@given(
+    hidden=st.sampled_from([32, 48, 64, 96]),
+    heads=st.sampled_from([1, 2, 4, 8]),
+    group=st.sampled_from([1, 2, 4]),
+    t_hidden=st.integers(1, 200),
+    t_heads=st.one_of(st.none(), st.integers(1, 16)),
+    t_head_dim=st.one_of(st.none(), st.integers(1, 64)),
+    t_kv=st.one_of(st.none(), st.integers(1, 16)),
+    gqa=st.booleans(),
+    free=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_resolved_targets_are_consistent_or_refused(hidden, heads, group, t_hidden, t_heads,
+                                                     t_head_dim, t_kv, gqa, free):
+    kv = max(1, heads // group) if gqa else heads
+    src = {"layers": 4, "hidden": hidden, "heads": heads, "kv_heads": kv,
+           "head_dim": hidden // heads, "ffn": 4 * hidden}
+    target = {"hidden": t_hidden, "heads": t_heads, "head_dim": t_head_dim, "kv_heads": t_kv}
+    try:
+        t = resolve_target(src, target, gqa=gqa, free_head_dim=free)
+    except TargetError:
+        return
+    assert t["hidden"] == t_hidden and t["layers"] == 4
+    assert t["heads"] % t["kv_heads"] == 0
+    assert free or t["heads"] * t["head_dim"] == t["hidden"]
+    assert gqa or t["kv_heads"] == t["heads"]
+    for key in ("heads", "head_dim", "kv_heads"):
+        assert target[key] is None or t[key] == target[key]
+    if t_heads is None and t_head_dim is None:
+        assert t["head_dim"] == src["head_dim"]
