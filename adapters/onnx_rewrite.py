@@ -240,6 +240,30 @@ def _relayer(name, pattern, new_layer):
     return name[: m.start(1)] + str(new_layer) + name[m.end(1):]
 
 
+_SCOPE_KEYS = ("pkg.torch.onnx.name_scopes", "namespace")
+
+
+def _relabel(node, old, new):
+    """Point a cloned node's module path (name and scope metadata) at block ``new``.
+
+    Examples
+    --------
+    >>> import onnx
+    >>> n = onnx.helper.make_node("MatMul", ["a", "b"], ["c"], name="/encoder/layer.1/attention/MatMul")
+    >>> _relabel(n, 1, 5); n.name
+    '/encoder/layer.5/attention/MatMul'
+    """
+    pattern = re.compile(rf"(?<![\w])(layer|layers|h)([./]){old}(?![\d])")
+
+    def sub(text):
+        return pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{new}", text)
+
+    node.name = sub(node.name)
+    for prop in node.metadata_props:
+        if prop.key in _SCOPE_KEYS:
+            prop.value = sub(prop.value)
+
+
 def _depth(b, layers):
     """Remove or clone blocks; return the list of (node, input, param, transposed) slots."""
     a = b.a
@@ -309,7 +333,10 @@ def _depth(b, layers):
             src = b.nodes[i]
             c = onnx.NodeProto()
             c.CopyFrom(src)
-            c.name = b.fresh(f"{src.name or src.op_type}__l{layer}")
+            _relabel(c, old - 1, layer)
+            if not c.name or c.name in b.taken:
+                c.name = b.fresh(c.name or f"{c.op_type}__l{layer}")
+            b.taken.add(c.name)
             for j, v in enumerate(c.input):
                 if v == r_in:
                     c.input[j] = prev

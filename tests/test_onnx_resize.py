@@ -92,7 +92,8 @@ FAMILIES = {
         dims={"input_ids": {0: "b", 1: "s"}},
     ),
     "vit": dict(
-        build=lambda cfg: transformers.ViTModel(transformers.ViTConfig(**cfg)),
+        # no pooler: the exported graph returns last_hidden_state only
+        build=lambda cfg: transformers.ViTModel(transformers.ViTConfig(**cfg), add_pooling_layer=False),
         config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                     image_size=32, patch_size=8),
         wrap=_Vit, names=["pixel_values"],
@@ -111,7 +112,10 @@ def _torch_inputs(fam, b, s, seed=0):
 def export(model, fam, path, exporter):
     """Export ``model`` (wrapped to return last_hidden_state) like a user would."""
     spec = FAMILIES[fam]
-    wrapped = spec["wrap"](model)
+    # A fresh wrapper is in training mode, and the TorchScript exporter restores the wrapper's
+    # mode recursively after exporting, which would switch dropout on in ``model``: export in
+    # eval mode and leave everything in eval mode.
+    wrapped = spec["wrap"](model).eval()
     args = tuple(_torch_inputs(fam, 2, 7).values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -123,6 +127,7 @@ def export(model, fam, path, exporter):
             torch.onnx.export(wrapped, args, str(path), dynamo=False, opset_version=17,
                               input_names=spec["names"], output_names=["last_hidden_state"],
                               dynamic_axes=spec["dims"])
+    wrapped.eval()
     return Path(path)
 
 
@@ -169,7 +174,7 @@ def framework_reference(model, fam, target, exporter, folder):
                                                    result.params.items()}, strict=False)
     assert not unexpected, unexpected
     assert not [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))], missing
-    return export(new.eval(), fam, Path(folder) / "reference.onnx", exporter), result
+    return export(new.eval(), fam, Path(folder) / "reference.onnx", exporter), result, new
 
 
 def _sha(path):
@@ -183,12 +188,15 @@ def check_case(fam, exporter, target, source_models, exported, tmp_path):
     got = resize(src, dst, **target)
     assert {p.name: _sha(p) for p in src.parent.iterdir()} == before  # input untouched
     onnx.checker.check_model(str(dst), full_check=True)
-    ref_path, ref = framework_reference(source_models[fam], fam, target, exporter, tmp_path)
+    ref_path, ref, ref_model = framework_reference(source_models[fam], fam, target, exporter, tmp_path)
     assert got.sizes == {k: ref.sizes[k] for k in got.sizes}
     shapes = set()
     for b, s in ((2, 5), (3, 11)):
         out = run_ort(dst, fam, b, s)
         expect = run_ort(ref_path, fam, b, s)
+        with torch.no_grad():
+            direct = FAMILIES[fam]["wrap"](ref_model)(**_torch_inputs(fam, b, s, seed=b * 100 + s)).numpy()
+        np.testing.assert_allclose(out, direct, atol=TOL, rtol=0, err_msg="graph vs PyTorch")
         assert out.shape == expect.shape
         assert out.shape[-1] == got.sizes["hidden"]
         shapes.add(out.shape)
