@@ -185,6 +185,8 @@ def test_half_precision_comes_back_in_its_dtype():
     model, cfg = _model("llama")
     for dtype in (torch.float16, torch.bfloat16):
         params = {k: v.to(dtype) for k, v in _state(model).items()}
+        back = from_signals(to_signals(params, cfg.to_dict()), params, cfg.to_dict())
+        assert all(back[k].dtype == dtype and torch.equal(back[k], v) for k, v in params.items())
         r = resize_model(params, {"hidden": 16, "layers": 1}, config=cfg.to_dict())
         assert all(v.dtype == dtype for v in r.params.values())
         ref = resize_model({k: v.float() for k, v in params.items()}, {"hidden": 16, "layers": 1},
