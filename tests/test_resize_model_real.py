@@ -133,3 +133,28 @@ def test_smollm2_round_trip_through_bfloat16(smollm2):
     assert all(torch.equal(same.params[k], v) for k, v in params.items())
     small = resize_model(params, {"layers": 15, "hidden": 288, "heads": 9}, config=cfg)
     assert all(v.dtype == torch.bfloat16 for v in small.params.values())
+
+
+@pytest.mark.slow
+def test_smollm2_width_growth_with_haar_keeps_the_function(smollm2):
+    """Real GQA/RoPE layout check: 4 layers of SmolLM2 grown to twice the width with Haar and
+    gain="function" replicate every feature, so the logits are exactly those of the source
+    times 2 (the LM head is tied to the replicated embeddings)."""
+    from safetensors.torch import load_file
+
+    params = {k: v for k, v in load_file(str(smollm2 / "model.safetensors")).items()
+              if not k.startswith("model.layers.") or int(k.split(".")[2]) < 4}
+    cfg = json.loads((smollm2 / "config.json").read_text())
+    cfg["num_hidden_layers"] = 4
+    cfg.pop("layer_types", None)
+    r = resize_model(params, {"hidden": 1152}, config=cfg)
+    assert r.sizes["heads"] == 18 and r.sizes["kv_heads"] == 6 and r.sizes["head_dim"] == 64
+    logits = []
+    for p, c in ((params, cfg), (r.params, r.config)):
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig.from_dict(c)).eval()
+        missing, unexpected = model.load_state_dict(p, strict=False)
+        assert not unexpected and set(missing) <= {"lm_head.weight"}
+        model.tie_weights()
+        with torch.no_grad():
+            logits.append(model(input_ids=torch.arange(1, 17)[None]).logits)
+    np.testing.assert_allclose(logits[1].numpy(), 2 * logits[0].numpy(), rtol=1e-3, atol=2e-3)
