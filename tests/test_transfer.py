@@ -121,10 +121,11 @@ def test_dsum_scales_only_residual_writers():
 
 
 def test_method_lists_follow_the_issue():
-    bert = transfer.CASES["bert-l2s"]
-    full = bert.methods(quick=False, target="3x192")
-    assert {"scratch", "weight_selection", "layer_select"} <= set(full)
+    full = transfer.CASES["vit"].methods(quick=False, target="shrink-2x64")
+    assert {"scratch", "weight_selection", "layer_select"} <= set(transfer.CASES["bert-l2s"].methods(quick=False))
     assert set(transfer.bot_grid()) <= set(full)
+    assert set(transfer.GAINS) == {m.split(":")[1] for m in transfer.CASES["bert-l2s"].methods(quick=False)
+                                   if m.startswith("bot")}
     assert "net2net" in transfer.CASES["bert-s2l"].methods(quick=False)
     assert parse_method("bot:std:coif3") == ("bot", {"gain": "std", "wavelet": "coif3"})
     with pytest.raises(ValueError):
