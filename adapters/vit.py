@@ -142,6 +142,9 @@ class ViTAdapter(Adapter):
         if "mlp_ratio" in config:
             out.pop("intermediate_size")
             out["mlp_ratio"] = _ratio(sizes)
+        if config.get("pooler_output_size") is not None and \
+                config.get("pooler_output_size") == config.get("hidden_size"):
+            out["pooler_output_size"] = sizes["hidden"]
         for timm_key, key in (("embed_dim", "hidden_size"), ("depth", "num_hidden_layers"),
                               ("num_heads", "num_attention_heads")):
             if timm_key in config:

@@ -73,6 +73,16 @@ def _vit():
     return transformers.ViTForImageClassification, cfg
 
 
+def _vit_model():
+    return transformers.ViTModel, _vit()[1]  # with the pooler
+
+
+def _dinov2_cls():
+    cfg = _dinov2()[1]
+    cfg.num_labels = 3
+    return transformers.Dinov2ForImageClassification, cfg
+
+
 def _deit():
     cfg = transformers.DeiTConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
                                   intermediate_size=64, image_size=16, patch_size=4, num_labels=3)
@@ -87,7 +97,8 @@ def _dinov2():
 
 FAMILIES = {"bert": _bert, "bert_cls": _bert_cls, "gpt2": _gpt2, "gpt2_cls": _gpt2_cls,
             "llama": _llama, "llama_untied": _llama_untied, "qwen2": _qwen2, "mistral": _mistral,
-            "vit": _vit, "deit": _deit, "dinov2": _dinov2}
+            "vit": _vit, "vit_model": _vit_model, "deit": _deit, "dinov2": _dinov2,
+            "dinov2_cls": _dinov2_cls}
 
 
 def _model(name, seed=0):
@@ -102,7 +113,7 @@ def _model(name, seed=0):
 
 def _inputs(name, cfg):
     g = torch.Generator().manual_seed(1)
-    if name in ("vit", "deit", "dinov2"):
+    if name.startswith(("vit", "deit", "dinov2")):
         return {"pixel_values": torch.randn(2, 3, 16, 16, generator=g)}
     return {"input_ids": torch.randint(0, 50, (2, 7), generator=g)}
 
