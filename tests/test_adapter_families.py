@@ -67,6 +67,14 @@ def _gpt2_cls():
     return transformers.GPT2ForSequenceClassification, cfg
 
 
+def _gpt2_model():
+    return transformers.GPT2Model, _gpt2()[1]  # no prefix, no head
+
+
+def _llama_model():
+    return transformers.LlamaModel, _llama()[1]
+
+
 def _vit():
     cfg = transformers.ViTConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=4,
                                  intermediate_size=64, image_size=16, patch_size=4, num_labels=3)
@@ -96,6 +104,7 @@ def _dinov2():
 
 
 FAMILIES = {"bert": _bert, "bert_cls": _bert_cls, "gpt2": _gpt2, "gpt2_cls": _gpt2_cls,
+            "gpt2_model": _gpt2_model, "llama_model": _llama_model,
             "llama": _llama, "llama_untied": _llama_untied, "qwen2": _qwen2, "mistral": _mistral,
             "vit": _vit, "vit_model": _vit_model, "deit": _deit, "dinov2": _dinov2,
             "dinov2_cls": _dinov2_cls}
