@@ -16,7 +16,7 @@ expected. Nothing is modified.
 Examples
 --------
 >>> sorted(FAMILIES)
-['bert', 'gpt2', 'vit']
+['bert', 'deit', 'gpt2', 'vit']
 >>> FAMILIES["gpt2"].is_conv1d("h.0.attn.c_attn")
 True
 """
@@ -70,6 +70,12 @@ FAMILIES = {
         r"^(?:encoder\.layer|layers)\.(\d+)(?:\.|$)",
         r"^embeddings\.patch_embeddings\.projection$",
     ),
+    "deit": Family(
+        "deit",
+        ("embeddings", "encoder", "layers", "layernorm", "pooler"),
+        r"^(?:encoder\.layer|layers)\.(\d+)(?:\.|$)",
+        r"^embeddings\.distillation_token$",
+    ),
     "bert": Family(
         "bert",
         ("embeddings", "encoder", "pooler"),
@@ -77,6 +83,7 @@ FAMILIES = {
         r"^encoder\.layer\.\d+\.attention\.self\.query$",
     ),
 }
+_DETECTION_ORDER = ("gpt2", "deit", "vit", "bert")  # DeiT graphs also look like ViT
 _ALL_ROOTS = tuple(sorted({r for f in FAMILIES.values() for r in f.roots}))
 
 
@@ -354,7 +361,8 @@ def _config(family, params, layers, hidden, head_dim, ffn, index):
     else:
         w = params["embeddings.patch_embeddings.projection.weight"]
         cfg["num_channels"], cfg["patch_size"] = int(w.shape[1]), int(w.shape[2])
-        npos = params["embeddings.position_embeddings"].shape[1] - 1
+        extra = 2 if family.name == "deit" else 1  # cls (and distillation) tokens
+        npos = params["embeddings.position_embeddings"].shape[1] - extra
         cfg["image_size"] = round(float(np.sqrt(npos))) * cfg["patch_size"]
     return cfg
 
@@ -393,8 +401,10 @@ def analyse(model, *, load_values=True):
     index.infer_shapes()
     raw, prefixes = _find_slots(index)
     modules = {m for _, _, m, _, _ in raw}
+    named = {strip_to_root(v, _ALL_ROOTS) for v in index.initializers}
+    modules |= {n[1] for n in named if n is not None}
     family = None
-    for fam in FAMILIES.values():
+    for fam in (FAMILIES[n] for n in _DETECTION_ORDER):
         if any(re.match(fam.signature, m) for m in modules):
             family = fam
             break
@@ -417,7 +427,7 @@ def analyse(model, *, load_values=True):
     elif family.name == "bert":
         hidden = shapes["embeddings.word_embeddings.weight"][1]
     else:
-        hidden = shapes["embeddings.patch_embeddings.projection.weight"][0]
+        hidden = shapes["embeddings.patch_embeddings.projection.weight"][0]  # vit, deit
     claimed = {(s.node, s.index) for s in slots}
     for i, k, name, _, _ in _fallback_slots(index, claimed, hidden):
         slots.append(Slot(i, k, name, False))

@@ -87,6 +87,7 @@ class _Builder:
         self.new_inits = {}
         self.counter = 0
         self.taken = set(self.index.producer) | set(self.index.initializers) | self.index.graph_inputs
+        self.taken |= {n.name for n in self.index.nodes if n.name}
 
     def fresh(self, base):
         while True:

@@ -12,11 +12,11 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from botcore.adapters import resize_model
+from botcore.adapters.onnx import load_model, resize, save_model
+from onnx import TensorProto, helper, numpy_helper
 
-from botcore.adapters import resize_model  # noqa: E402
-from botcore.adapters.onnx import load_model, resize, save_model  # noqa: E402
-from botcore.errors import OptionError, TargetError, UnsupportedModelError  # noqa: E402
+from botcore.errors import OptionError, TargetError, UnsupportedModelError
 
 
 def _minilm_path():

@@ -25,8 +25,8 @@ ort = pytest.importorskip("onnxruntime")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxscript")
 
-from botcore.adapters import resize_model  # noqa: E402
-from botcore.adapters.onnx import resize  # noqa: E402
+from botcore.adapters import resize_model
+from botcore.adapters.onnx import resize
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -74,32 +74,36 @@ def _perturb(model, seed):
 
 
 FAMILIES = {
-    "bert": dict(
-        build=lambda cfg: transformers.BertModel(transformers.BertConfig(**cfg)),
-        config=dict(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                    intermediate_size=128, max_position_embeddings=32),
-        wrap=_Bert, names=["input_ids", "attention_mask"],
-        example=lambda b, s, rng: {"input_ids": rng.integers(0, 100, (b, s)),
+    "bert": {
+        "build": lambda cfg: transformers.BertModel(transformers.BertConfig(**cfg)),
+        "config": {"vocab_size": 100, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                    "intermediate_size": 128, "max_position_embeddings": 32},
+        "wrap": _Bert, "names": ["input_ids", "attention_mask"],
+        "example": lambda b, s, rng: {"input_ids": rng.integers(0, 100, (b, s)),
                                    "attention_mask": np.tril(np.ones((b, s)), s - 2)[:, ::-1].copy()},
-        dims={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}},
-    ),
-    "gpt2": dict(
-        build=lambda cfg: transformers.GPT2Model(transformers.GPT2Config(**cfg)),
-        config=dict(vocab_size=100, n_embd=64, n_layer=2, n_head=4, n_positions=32,
-                    bos_token_id=0, eos_token_id=0),
-        wrap=_Gpt2, names=["input_ids"],
-        example=lambda b, s, rng: {"input_ids": rng.integers(0, 100, (b, s))},
-        dims={"input_ids": {0: "b", 1: "s"}},
-    ),
-    "vit": dict(
+        "dims": {"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}},
+    },
+    "gpt2": {
+        "build": lambda cfg: transformers.GPT2Model(transformers.GPT2Config(**cfg)),
+        "config": {"vocab_size": 100, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 32,
+                    "bos_token_id": 0, "eos_token_id": 0},
+        "wrap": _Gpt2, "names": ["input_ids"],
+        "example": lambda b, s, rng: {"input_ids": rng.integers(0, 100, (b, s))},
+        "dims": {"input_ids": {0: "b", 1: "s"}},
+    },
+    "vit": {
         # no pooler: the exported graph returns last_hidden_state only
-        build=lambda cfg: transformers.ViTModel(transformers.ViTConfig(**cfg), add_pooling_layer=False),
-        config=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                    image_size=32, patch_size=8),
-        wrap=_Vit, names=["pixel_values"],
-        example=lambda b, s, rng: {"pixel_values": rng.normal(size=(b, 3, 32, 32)).astype(np.float32)},
-        dims={"pixel_values": {0: "b"}},
-    ),
+        "build": lambda cfg: transformers.ViTModel(transformers.ViTConfig(**cfg), add_pooling_layer=False),
+        "config": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+                    "image_size": 32, "patch_size": 8},
+        "wrap": _Vit, "names": ["pixel_values"],
+        "example": lambda b, s, rng: {"pixel_values": rng.normal(size=(b, 3, 32, 32)).astype(np.float32)},
+        "dims": {"pixel_values": {0: "b"}},
+    },
+}
+FAMILIES["deit"] = {
+    **FAMILIES["vit"],
+    "build": lambda cfg: transformers.DeiTModel(transformers.DeiTConfig(**cfg), add_pooling_layer=False),
 }
 
 
@@ -246,7 +250,7 @@ def test_deduplicated_initializers_are_split(tmp_path):
     shared = onnx.load(str(src))
     names = [t.name for t in shared.graph.initializer]
     assert sum(n.op_type == "Identity" for n in shared.graph.node) > 0  # de-duplication happened
-    target = dict(hidden=32, layers=3)
+    target = {"hidden": 32, "layers": 3}
     # different values for every parameter, so a shared slot would be caught
     tgt = _perturb(spec["build"](dict(spec["config"], hidden_size=32, num_attention_heads=2,
                                       intermediate_size=64, num_hidden_layers=3)), seed=7)
@@ -271,3 +275,24 @@ def test_resize_model_entry_point_writes_graph(source_models, exported, tmp_path
     with pytest.raises(FileExistsError):
         resize_model(str(src), {"hidden": 32}, out=dst)
     resize_model(str(src), {"hidden": 32}, out=dst, overwrite=True)
+
+
+def test_a_resized_graph_can_be_resized_again(source_models, exported, tmp_path):
+    """Grown blocks carry their own layer numbers, so a second resize sees a clean graph."""
+    src = exported("bert", "torchscript")
+    resize(src, tmp_path / "grown.onnx", **GROW)
+    second = {"layers": 3, "hidden": 48, "heads": 4}
+    resize(tmp_path / "grown.onnx", tmp_path / "again.onnx", **second)
+    model = source_models["bert"]
+    first = resize_model({k: v.detach().numpy() for k, v in model.state_dict().items()}, GROW,
+                         config=model.config.to_dict())
+    twice = resize_model(first.params, second, config=first.config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = FAMILIES["bert"]["build"](type(model.config)(**twice.config).to_dict())
+    ref.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in twice.params.items()}, strict=False)
+    ref.eval()
+    for b, s in ((2, 5), (3, 11)):
+        with torch.no_grad():
+            expect = FAMILIES["bert"]["wrap"](ref)(**_torch_inputs("bert", b, s, seed=b * 100 + s)).numpy()
+        np.testing.assert_allclose(run_ort(tmp_path / "again.onnx", "bert", b, s), expect, atol=TOL, rtol=0)
