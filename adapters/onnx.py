@@ -36,30 +36,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from botcore.errors import OptionError, TargetError, UnsupportedModelError
 
-__all__ = ["OnnxResizeResult", "load_model", "resize", "resize_onnx_model", "resolve_sizes", "save_model"]
+__all__ = ["load_model", "resize", "resize_onnx_model", "resolve_sizes", "save_model"]
 
 _TARGET_KEYS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn")
 _TWO_GB = 2**31 - 2**20
-
-
-@dataclass
-class OnnxResizeResult:
-    """What :func:`resize` did: target sizes, the config, a report and the output path."""
-
-    sizes: dict
-    config: dict
-    report: dict = field(default_factory=dict)
-    out: Path | None = None
-    params: dict | None = None
-    family: str = ""
-
-    def __iter__(self):
-        return iter((self.params, self.config))
 
 
 def _check_positive(name, value):
@@ -237,7 +221,7 @@ def _sizes_from_config(family, cfg, fallback):
 
 def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", gain="function",
                  mode="periodization"):
-    """Resize an in-memory model; return ``(new model, OnnxResizeResult)``.
+    """Resize an in-memory model; return ``(new model, ResizeResult)``.
 
     Parameters
     ----------
@@ -252,12 +236,14 @@ def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", ga
     method, wavelet, gain, mode : str
         Passed to :func:`botcore.adapters.resize_model`.
     """
+    from .api import Record, ResizeResult
     from .onnx_analysis import analyse
     from .onnx_rewrite import rewrite
 
     analysis = analyse(model)
     sizes = resolve_sizes(_sizes_of(analysis), target)
     config = dict(analysis.config)
+    report = []
     if params is None:
         from . import resize_model
 
@@ -266,13 +252,18 @@ def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", ga
                               mode=mode, config=dict(analysis.config), family=analysis.family.name)
         params = result.params
         config = dict(result.config)
+        report = list(result.report)
         got = getattr(result, "sizes", None) or {}
         sizes = {k: int(got[k]) for k in sizes} if all(k in got for k in sizes) else \
             _sizes_from_config(analysis.family.name, config, sizes)
-    new = rewrite(analysis, params, **sizes)
-    report = {"family": analysis.family.name, "source": _sizes_of(analysis), "target": sizes,
-              "parameters": len(analysis.params)}
-    return new, OnnxResizeResult(sizes, config, report, None, dict(params), analysis.family.name)
+    new, notes = rewrite(analysis, params, **sizes)
+    source = _sizes_of(analysis)
+    change = ", ".join(f"{k} {source[k]}->{sizes[k]}" for k in sizes)
+    done = ", ".join(f"{k}: {v}" for k, v in notes.items())
+    report.append(Record("onnx graph", (), (), (), (),
+                         f"{analysis.family.name} graph rewritten ({change}); {done}"))
+    result = ResizeResult(dict(params), config, report, None, analysis.family.name, dict(sizes))
+    return new, result
 
 
 def resize(src, dst, *, layers=None, hidden=None, heads=None, kv_heads=None, head_dim=None, ffn=None,
@@ -295,7 +286,9 @@ def resize(src, dst, *, layers=None, hidden=None, heads=None, kv_heads=None, hea
 
     Returns
     -------
-    OnnxResizeResult
+    botcore.adapters.ResizeResult
+        ``params``, ``config``, ``report`` (the signal records plus one for the
+        graph rewrite), ``out``, ``family`` and ``sizes``.
 
     Raises
     ------

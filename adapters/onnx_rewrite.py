@@ -85,6 +85,8 @@ class _Builder:
             self.nodes.append(c)
         self.labels = list(analysis.node_layer)
         self.new_inits = {}
+        self.notes = {"shape constants": 0, "split sizes": 0, "attention scales": 0,
+                      "blocks removed": 0, "blocks cloned": 0, "parameters written": 0}
         self.counter = 0
         self.taken = set(self.index.producer) | set(self.index.initializers) | self.index.graph_inputs
         self.taken |= {n.name for n in self.index.nodes if n.name}
@@ -164,6 +166,7 @@ def _write_target(b, i, shape_name, old, new):
     index = b.index
     if index.is_const(shape_name):
         b.set_const(b.nodes[i], 1, np.asarray(new, dtype=np.int64), "shape")
+        b.notes["shape constants"] += 1
         return
     concat_i = index.producer[shape_name]
     concat = index.nodes[concat_i]
@@ -173,7 +176,9 @@ def _write_target(b, i, shape_name, old, new):
             value = np.asarray(index.const(piece))
             n = value.size
             if new[pos:pos + n] != old[pos:pos + n]:
-                b.set_const(b.nodes[concat_i], j, np.asarray(new[pos:pos + n], dtype=value.dtype).reshape(value.shape), "shape")
+                piece = np.asarray(new[pos:pos + n], dtype=value.dtype).reshape(value.shape)
+                b.set_const(b.nodes[concat_i], j, piece, "shape")
+                b.notes["shape constants"] += 1
         else:
             n = index.shape(piece)[0]
         pos += n
@@ -191,6 +196,7 @@ def _rewrite_split(b, i, sizes):
     parts = [int(v) for v in np.asarray(index.const(node.input[1])).reshape(-1)]
     if all(p in sizes for p in parts):
         b.set_const(b.nodes[i], 1, np.asarray([sizes[p] for p in parts], dtype=np.int64), "split")
+        b.notes["split sizes"] += 1
 
 
 def _scale_uses(index, i):
@@ -232,6 +238,7 @@ def _rewrite_scales(b, i, head_dim):
         if new is not None:
             old = np.asarray(index.const(index.nodes[n_i].input[k]))
             b.set_const(b.nodes[n_i], k, np.asarray(new, dtype=old.dtype).reshape(old.shape), "scale")
+            b.notes["attention scales"] += 1
 
 
 def _relayer(name, pattern, new_layer):
@@ -299,6 +306,7 @@ def _depth(b, layers):
                     node.output[j] = r_out
         b.labels = [lab for lab, k in zip(b.labels, keep) if k]
         b.nodes = kept_nodes
+        b.notes["blocks removed"] = old - layers
         kept = {id(n) for n in kept_nodes}
         return [s for s in slots if id(s[0]) in kept]
     # grow: clone the last block
@@ -352,6 +360,7 @@ def _depth(b, layers):
         prev = out_name
     at = max(template) + 1
     b.nodes = b.nodes[:at] + new_nodes + b.nodes[at:]
+    b.notes["blocks cloned"] = layers - old
     b.labels = b.labels[:at] + [None] * len(new_nodes) + b.labels[at:]
     return slots + new_slots
 
@@ -386,6 +395,7 @@ def _write_weights(b, slots, params):
             b.taken.add(name)
             made[param] = name
             b.new_inits[name] = numpy_helper.from_array(arr, name)
+            b.notes["parameters written"] += 1
         node.input[k] = made[param]
 
 
@@ -415,8 +425,8 @@ def rewrite(analysis, params, *, hidden, heads, head_dim, ffn, layers):
 
     Returns
     -------
-    onnx.ModelProto
-        A new model; the source is not modified.
+    tuple of (onnx.ModelProto, dict)
+        A new model (the source is not modified) and counts of what was rewritten.
     """
     import onnx
 
@@ -455,4 +465,4 @@ def rewrite(analysis, params, *, hidden, heads, head_dim, ffn, layers):
         o = g.output.add()
         o.CopyFrom(v)
         o.type.tensor_type.ClearField("shape")
-    return model
+    return model, dict(b.notes)
