@@ -81,6 +81,7 @@ def _write_checkpoint(folder: Path, params: dict, config: dict) -> None:
         a = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
         arrays[k] = np.ascontiguousarray(a.astype(np.float32) if a.dtype.kind == "f" else a)
     save_file(arrays, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config = {k: v for k, v in config.items() if k != "quantization_config"}  # GGUF origin: weights are f32 now
     (folder / "config.json").write_text(json.dumps(config, default=str))
 
 
@@ -190,13 +191,16 @@ def source_llama() -> Family:
     cached = cache_dir() / f"{gguf.stem}-f32.safetensors"
     cfg_path = cached.with_suffix(".json")
     if cached.exists() and cfg_path.exists():
-        return Family("llama", "clm", load_file(str(cached)), json.loads(cfg_path.read_text()))
+        config = json.loads(cfg_path.read_text())
+        config.pop("quantization_config", None)
+        return Family("llama", "clm", load_file(str(cached)), config)
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf.name, dtype=torch.float32)
     params = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     config = json.loads(model.config.to_json_string())
+    config.pop("quantization_config", None)  # the weights are dequantised float32 from here on
     tied = {k for k in params if k == "lm_head.weight"} if config.get("tie_word_embeddings") else set()
     to_save = {k: v for k, v in params.items() if k not in tied}
     tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
