@@ -218,6 +218,11 @@ def resize_model(
             f"out={str(out)!r} already exists; pass overwrite=True to replace it or choose "
             "another directory"
         )
+    if (out is not None and isinstance(source, (str, Path)) and Path(source).is_dir()
+            and Path(out).resolve() == Path(source).resolve()):
+        raise OptionError(
+            f"out={str(out)!r} is the source directory; write the resized model elsewhere"
+        )
     prep = _prepare(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
                     config=config, family=family)
     adapter, layout, signals, sizes, shapes = prep.adapter, prep.layout, prep.signals, \

@@ -377,3 +377,11 @@ def test_resolved_targets_are_consistent_or_refused(hidden, heads, group, t_hidd
         assert target[key] is None or t[key] == target[key]
     if t_heads is None and t_head_dim is None:
         assert t["head_dim"] == src["head_dim"]
+
+
+def test_out_may_not_be_the_source_directory(tmp_path):
+    src = _write_source(tmp_path)
+    before = (src / "model.safetensors").read_bytes()
+    with pytest.raises(OptionError, match="source directory"):
+        resize_model(src, {"hidden": 8}, out=src, overwrite=True)
+    assert (src / "model.safetensors").read_bytes() == before
