@@ -486,3 +486,53 @@ def test_non_dyadic_target_reports_a_fractional_energy(bert_dir, work, capsys):
     row = next(line.split() for line in out.splitlines() if line.startswith("ffn_in "))
     assert row[1:3] == ["2x32x16", "2x24x12"]
     assert 0 < float(row[3].rstrip("%")) < 100
+
+
+LLAMA_CONFIG = {
+    "model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": 4, "hidden_size": 32,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "intermediate_size": 64,
+    "vocab_size": 40, "tie_word_embeddings": True, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+}
+
+
+@pytest.fixture
+def llama_dir(tmp_path):
+    rng = np.random.default_rng(1)
+    c = LLAMA_CONFIG
+    h, f, hd = c["hidden_size"], c["intermediate_size"], c["head_dim"]
+    q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
+
+    def w(*shape):
+        return rng.normal(scale=0.05, size=shape).astype(np.float32)
+
+    p = {"model.embed_tokens.weight": w(c["vocab_size"], h), "model.norm.weight": np.ones(h, np.float32)}
+    for i in range(c["num_hidden_layers"]):
+        pre = f"model.layers.{i}."
+        p.update({
+            pre + "self_attn.q_proj.weight": w(q, h), pre + "self_attn.k_proj.weight": w(kv, h),
+            pre + "self_attn.v_proj.weight": w(kv, h), pre + "self_attn.o_proj.weight": w(h, q),
+            pre + "mlp.gate_proj.weight": w(f, h), pre + "mlp.up_proj.weight": w(f, h),
+            pre + "mlp.down_proj.weight": w(h, f),
+            pre + "input_layernorm.weight": np.ones(h, np.float32),
+            pre + "post_attention_layernorm.weight": np.ones(h, np.float32),
+        })
+    d = tmp_path / "tiny-llama"
+    d.mkdir()
+    safetensors_numpy.save_file(p, str(d / "model.safetensors"))
+    (d / "config.json").write_text(json.dumps(c))
+    return d
+
+
+def test_llama_gqa_inspect_and_resize(llama_dir, work, capsys):
+    status, out, err = run(["inspect", llama_dir, "--layers", "2", "--hidden", "16", "--kv-heads", "1"], capsys)
+    assert status == 0, err
+    names = [line.split()[0] for line in out.splitlines() if line.split()]
+    assert {"q", "k", "v", "o", "ffn_gate", "ffn_in", "ffn_out"} <= set(names)
+    assert "adapter:llama" in out
+    status, out, err = run(["resize", llama_dir, work / "small", "--layers", "2", "--hidden", "16",
+                            "--kv-heads", "1"], capsys)
+    assert status == 0, err
+    cfg = json.loads((work / "small" / "config.json").read_text())
+    assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_key_value_heads"]) == (2, 16, 1)
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
+    assert rows["k"][2].startswith("2x1x")  # (layers, kv_heads, head_dim, hidden)
