@@ -192,15 +192,25 @@ class GraphIndex:
         """
         import onnx
 
+        src = self.model
         light = onnx.ModelProto()
-        light.CopyFrom(self.model)
-        for t in light.graph.initializer:
-            if t.HasField("raw_data") and len(t.raw_data) > 4096:
-                t.ClearField("raw_data")
-                t.data_location = onnx.TensorProto.EXTERNAL
-                del t.external_data[:]
-                entry = t.external_data.add()
+        light.ir_version = src.ir_version
+        light.opset_import.extend(src.opset_import)
+        light.functions.extend(src.functions)
+        g = light.graph
+        g.node.extend(self.graph.node)
+        g.input.extend(self.graph.input)
+        g.output.extend(self.graph.output)
+        for t in self.graph.initializer:  # big tensors by reference only: no 2 GB limit, no copy
+            if t.HasField("raw_data") and len(t.raw_data) > 4096 or t.data_location == onnx.TensorProto.EXTERNAL:
+                stub = g.initializer.add()
+                stub.name, stub.data_type = t.name, t.data_type
+                stub.dims.extend(t.dims)
+                stub.data_location = onnx.TensorProto.EXTERNAL
+                entry = stub.external_data.add()
                 entry.key, entry.value = "location", "__bot_absent__"
+            else:
+                g.initializer.add().CopyFrom(t)
         try:
             inferred = onnx.shape_inference.infer_shapes(light, data_prop=True)
         except Exception:  # noqa: BLE001 - inference is a hint; rules fall back to literal checks

@@ -182,3 +182,22 @@ def test_minilm_l3_shrinks_to_2_layers_hidden_192_heads_6(tmp_path):
 @pytest.mark.slow
 def test_minilm_l3_grows_to_6_layers_hidden_768(tmp_path):
     _check_minilm({"layers": 6, "hidden": 768}, 768, 6, tmp_path)
+
+
+def test_models_over_the_limit_are_written_with_external_data(tmp_path, monkeypatch):
+    """Above 2 GB the output is forced to external data and its shapes are inferred through
+    the file path; the threshold is lowered here so a small graph takes that path."""
+    import botcore.adapters.onnx as onnx_adapter
+
+    monkeypatch.setattr(onnx_adapter, "_TWO_GB", 1000)
+    src = _lonely_matmul(tmp_path / "m.onnx")
+    model, _ = load_model(src)
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.full((4, 300), 2, np.float32), "W"))
+    model.graph.output[0].type.tensor_type.ClearField("shape")
+    out = tmp_path / "out"
+    out.mkdir()
+    save_model(model, out / "big.onnx", external=False)
+    assert sorted(p.name for p in out.iterdir()) == ["big.onnx", "big.onnx.data"]
+    onnx.checker.check_model(str(out / "big.onnx"), full_check=True)
+    y = ort.InferenceSession(str(out / "big.onnx")).run(None, {"x": np.ones((1, 4), np.float32)})[0]
+    np.testing.assert_allclose(y, np.full((1, 300), 8.0))
