@@ -59,26 +59,28 @@ class Family:
 FAMILIES = {
     "gpt2": Family(
         "gpt2",
-        ("wte", "wpe", "h", "ln_f"),
+        ("wte", "wpe", "h", "ln_f", "lm_head"),
         r"^h\.(\d+)(?:\.|$)",
         r"^h\.\d+\.attn\.c_attn$",
         ("c_attn", "c_proj", "c_fc"),
     ),
     "vit": Family(
         "vit",
-        ("embeddings", "encoder", "layers", "layernorm", "pooler"),
+        ("embeddings", "encoder", "layers", "layernorm", "pooler", "classifier", "cls_classifier",
+         "distillation_classifier"),
         r"^(?:encoder\.layer|layers)\.(\d+)(?:\.|$)",
         r"^embeddings\.patch_embeddings\.projection$",
     ),
     "deit": Family(
         "deit",
-        ("embeddings", "encoder", "layers", "layernorm", "pooler"),
+        ("embeddings", "encoder", "layers", "layernorm", "pooler", "classifier", "cls_classifier",
+         "distillation_classifier"),
         r"^(?:encoder\.layer|layers)\.(\d+)(?:\.|$)",
         r"^embeddings\.distillation_token$",
     ),
     "bert": Family(
         "bert",
-        ("embeddings", "encoder", "pooler"),
+        ("embeddings", "encoder", "pooler", "classifier"),
         r"^encoder\.layer\.(\d+)(?:\.|$)",
         r"^encoder\.layer\.\d+\.attention\.self\.query$",
     ),
@@ -353,6 +355,8 @@ def _config(family, params, layers, hidden, head_dim, ffn, index):
            "num_hidden_layers": layers, "intermediate_size": ffn}
     if eps is not None:
         cfg["layer_norm_eps"] = eps
+    if "classifier.weight" in params:
+        cfg["num_labels"] = int(params["classifier.weight"].shape[0])
     if family.name == "bert":
         cfg["vocab_size"] = params["embeddings.word_embeddings.weight"].shape[0]
         cfg["max_position_embeddings"] = params["embeddings.position_embeddings.weight"].shape[0]

@@ -296,3 +296,67 @@ def test_a_resized_graph_can_be_resized_again(source_models, exported, tmp_path)
         with torch.no_grad():
             expect = FAMILIES["bert"]["wrap"](ref)(**_torch_inputs("bert", b, s, seed=b * 100 + s)).numpy()
         np.testing.assert_allclose(run_ort(tmp_path / "again.onnx", "bert", b, s), expect, atol=TOL, rtol=0)
+
+
+class _BertLogits(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids, attention_mask):
+        return self.m(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+class _Gpt2Logits(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids):
+        return self.m(input_ids=input_ids, use_cache=False).logits
+
+
+HEADS = {
+    "bert-classifier": ("bert", "torchscript", _BertLogits, lambda cfg: transformers.BertForSequenceClassification(
+        transformers.BertConfig(**cfg, num_labels=3))),
+    "gpt2-lm-head": ("gpt2", "dynamo", _Gpt2Logits, lambda cfg: transformers.GPT2LMHeadModel(transformers.GPT2Config(**cfg))),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(HEADS))
+def test_task_heads_are_resized_with_the_body(case, tmp_path):
+    """Pooler and classifier (BERT) and the tied LM head (GPT-2) resize like resize_model does."""
+    fam, exporter, wrap, build = HEADS[case]
+    spec = FAMILIES[fam]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = _perturb(build(dict(spec["config"])), seed=11)
+        wrapped = wrap(model).eval()
+        args = tuple(_torch_inputs(fam, 2, 7).values())
+        src = tmp_path / "src.onnx"
+        if exporter == "dynamo":
+            shapes = {n: {a: torch.export.Dim(f"{n}_{a}") for a in d} for n, d in spec["dims"].items()}
+            torch.onnx.export(wrapped, args, str(src), dynamo=True, input_names=spec["names"],
+                              output_names=["logits"], dynamic_shapes=shapes)
+        else:
+            torch.onnx.export(wrapped, args, str(src), dynamo=False, opset_version=17,
+                              input_names=spec["names"], output_names=["logits"], dynamic_axes=spec["dims"])
+    dst = tmp_path / "out.onnx"
+    resize(src, dst, **SHRINK)
+    onnx.checker.check_model(str(dst), full_check=True)
+    ref = resize_model({k: v.detach().numpy() for k, v in model.state_dict().items()}, SHRINK,
+                       config=model.config.to_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        new = build({k: v for k, v in ref.config.items() if k in spec["config"]} | {
+            k: ref.config[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                       "intermediate_size", "n_embd", "n_layer", "n_head", "n_inner")
+            if k in ref.config})
+    new.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in ref.params.items()}, strict=False)
+    new.eval()
+    for b, s in ((2, 5), (3, 11)):
+        inputs = _torch_inputs(fam, b, s, seed=b * 100 + s)
+        with torch.no_grad():
+            expect = wrap(new)(**inputs).numpy()
+        np.testing.assert_allclose(run_ort(dst, fam, b, s), expect, atol=TOL, rtol=0)
