@@ -201,3 +201,25 @@ def test_models_over_the_limit_are_written_with_external_data(tmp_path, monkeypa
     onnx.checker.check_model(str(out / "big.onnx"), full_check=True)
     y = ort.InferenceSession(str(out / "big.onnx")).run(None, {"x": np.ones((1, 4), np.float32)})[0]
     np.testing.assert_allclose(y, np.full((1, 300), 8.0))
+
+
+def test_importing_the_onnx_adapter_imports_no_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, botcore.adapters.onnx, botcore.adapters.onnx_analysis, "
+            "botcore.adapters.onnx_rewrite; "
+            "print(sorted(m for m in ('onnx', 'onnxruntime', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@needs_minilm
+def test_minilm_same_size_resize_reproduces_the_source(tmp_path):
+    dst = tmp_path / "same.onnx"
+    result = resize(MINILM, dst)
+    assert result.sizes["layers"] == 3 and result.sizes["hidden"] == 384
+    for batch, seq in ((2, 7), (1, 12)):
+        got = _sentence_embeddings(dst, batch, seq, seed=seq)
+        want = _sentence_embeddings(MINILM, batch, seq, seed=seq)
+        np.testing.assert_allclose(got["461"], want["461"], atol=1e-5, rtol=0)
