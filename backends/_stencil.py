@@ -10,6 +10,7 @@ path; index arrays and Python floats are the only host values):
 ``ops.axis_slice(x, axis, start, step, count)``  ``x[start : start + step*count : step]`` along ``axis``
 ``ops.phases(x, axis)``             ``(x[0::2], x[1::2])`` along ``axis`` (even length)
 ``ops.gather(x, index, axis)``      ``x[index]`` along ``axis`` (``index``: int64 NumPy array)
+``ops.concat(parts, axis)``         the parts joined along ``axis``
 ``ops.lincomb(terms, weights)``     ``sum(w * t)`` as a new array (weights are Python floats)
 ``ops.interleave(even, odd, axis)`` samples ``even[0], odd[0], even[1], ...`` along ``axis``
 ``ops.upsample(x, w_even, w_odd, axis)``  ``interleave(w_even * x, w_odd * x, axis)`` in one pass
@@ -31,7 +32,7 @@ A one-dimensional NumPy stand-in for a backend shows the primitives at work:
 ...     NAME="demo", shape=np.shape,
 ...     axis_slice=lambda x, axis, start, step, count: x[start : start + step * count : step],
 ...     phases=lambda x, axis: (x[0::2], x[1::2]),
-...     gather=lambda x, index, axis: x[index],
+...     gather=lambda x, index, axis: x[index], concat=lambda parts, axis: np.concatenate(parts),
 ...     lincomb=lambda terms, weights: sum(w * t for t, w in zip(terms, weights)),
 ...     interleave=lambda even, odd, axis: np.stack([even, odd], 1).ravel(),
 ...     upsample=lambda x, w_even, w_odd, axis: np.outer(x, [w_even, w_odd]).ravel())
@@ -83,6 +84,36 @@ def dtype_name_of(x) -> str:
     return name if isinstance(name, str) else str(dtype).removeprefix("torch.")
 
 
+def runs(index) -> list[tuple[int, int]]:
+    """``(start, length)`` of each run of consecutive integers in ``index``.
+
+    >>> runs([7, 0, 1, 2, 3, 0])
+    [(7, 1), (0, 4), (0, 1)]
+    """
+    import numpy as np
+
+    index = np.asarray(index, dtype=np.int64).reshape(-1)
+    cuts = np.flatnonzero(np.diff(index) != 1) + 1
+    bounds = np.concatenate([[0], cuts, [index.size]])
+    return [(int(index[a]), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def take(ops, x, index, axis: int, *, max_runs: int = 8):
+    """``x[index]`` along ``axis``: joined slices when ``index`` is a few runs, else a gather.
+
+    A periodic extension or an odd-length pad is two to a few runs; joining
+    slices of them is a plain copy, while a gather along an inner axis is
+    several times slower on CPU. An index that is all of ``x`` returns ``x``.
+    """
+    parts = runs(index)
+    if len(parts) > max_runs:
+        return ops.gather(x, index, axis)
+    if parts == [(0, ops.shape(x)[axis])]:
+        return x
+    pieces = [ops.axis_slice(x, axis, start, 1, length) for start, length in parts]
+    return pieces[0] if len(pieces) == 1 else ops.concat(pieces, axis)
+
+
 def check_mode(mode: str, name: str) -> None:
     if mode not in MODES:
         raise ModeError(
@@ -104,7 +135,7 @@ def apply(ops, x, stencil, axis: int):
     Stride-2 stencils read the two polyphase components of ``x_ext`` (split
     once, by ``ops.phases``) through contiguous windows.
     """
-    src = x if stencil.index is None else ops.gather(x, stencil.index, axis)
+    src = x if stencil.index is None else take(ops, x, stencil.index, axis)
     if stencil.step == 2:
         phases = ops.phases(src, axis)
         terms = [_window(ops, phases[s % 2], axis, s // 2, stencil.count) for s, _ in stencil.taps]
@@ -148,7 +179,7 @@ def idwt(ops, a, d, bank, *, axis: int, mode: str):
         terms, weights = [], []
         for c, band in bands:
             st = _synthesis(bank, half, band, phase)
-            src = c if st.index is None else ops.gather(c, st.index, axis)
+            src = c if st.index is None else take(ops, c, st.index, axis)
             for start, w in st.taps:
                 terms.append(_window(ops, src, axis, start, st.count))
                 weights.append(w)

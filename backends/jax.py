@@ -87,6 +87,10 @@ def gather(x, index, axis):
     return jnp.take(x, np.asarray(index, dtype=np.int32), axis=axis, mode="clip")
 
 
+def concat(parts, axis):
+    return jnp.concatenate(parts, axis=axis)
+
+
 def lincomb(terms, weights):
     if len(set(weights)) == 1:
         out = terms[0]
@@ -144,7 +148,7 @@ def resample(x, index, weight, *, axis):
     shape_w[axis] = index.shape[1]
     out = None
     for t in range(index.shape[0]):
-        term = gather(x, index[t], axis)
+        term = _stencil.take(_this, x, index[t], axis)
         w = weight[t]
         if not np.all(w == 1.0):
             term = term * np.asarray(w, dtype=x.dtype).reshape(shape_w)

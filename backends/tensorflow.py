@@ -91,6 +91,10 @@ def gather(x, index, axis):
     return tf.gather(x, np.asarray(index, dtype=np.int64), axis=axis)
 
 
+def concat(parts, axis):
+    return tf.concat(parts, axis=axis)
+
+
 def lincomb(terms, weights):
     if len(set(weights)) == 1:
         out = terms[0] if len(terms) == 1 else tf.add_n(terms)
@@ -130,7 +134,7 @@ def resample(x, index, weight, *, axis):
     shape_w[axis] = index.shape[1]
     out = None
     for t in range(index.shape[0]):
-        term = gather(x, index[t], axis)
+        term = _stencil.take(_this, x, index[t], axis)
         w = weight[t]
         if not np.all(w == 1.0):
             term = term * tf.constant(np.reshape(w, shape_w), dtype=x.dtype)

@@ -92,6 +92,10 @@ def gather(x, index, axis):
     return x.index_select(axis, torch.as_tensor(index, device=x.device))
 
 
+def concat(parts, axis):
+    return torch.cat(parts, dim=axis)
+
+
 def lincomb(terms, weights):
     if len(set(weights)) == 1:
         out = terms[0] + terms[1] if len(terms) > 1 else terms[0] * 1.0
@@ -131,7 +135,7 @@ def resample(x, index, weight, *, axis):
     shape_w[axis] = index.shape[1]
     out = None
     for t in range(index.shape[0]):
-        term = gather(x, index[t], axis)
+        term = _stencil.take(_this, x, index[t], axis)
         w = weight[t]
         if not np.all(w == 1.0):
             term = term * torch.as_tensor(w, dtype=x.dtype, device=x.device).reshape(shape_w)

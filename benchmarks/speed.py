@@ -1,0 +1,251 @@
+"""Speed of botcore.resize per backend, against a plain copy and peer wavelet libraries.
+
+Shrinks a ``(12, 768, 3072)`` float32 tensor (one BERT-base FFN role stacked over
+its layers) to ``(6, 384, 1536)`` and grows it back, with Haar and db2, and
+prints one markdown table:
+
+- time: median of ``--repeat`` runs after one warm-up run (results are forced:
+  CUDA is synchronised, jax is blocked on);
+- GB/s: (bytes read + bytes written) / time, the effective bandwidth of a
+  memory-bound transform;
+- x copy: time / time of a plain copy of the full-size ``(12, 768, 3072)``
+  tensor in the same framework and on the same device (for a shrink that is
+  a copy of the input, for a grow a copy of the output: both move the bytes the
+  transform must move at least once);
+- peer time / time: above 1, botcore is faster than the peer;
+- peer: the same work done by the framework's wavelet library, where one
+  exists: PyWavelets ``wavedecn``/``waverecn`` level 1 (numpy), ptwt
+  ``wavedec3``/``waverec3`` (torch), jaxwt ``wavedec3``/``waverec3`` under
+  ``jax.jit`` (jax). Peers compute all eight bands when shrinking (then the
+  ``aaa`` band is kept) and take zero detail bands when growing; ptwt and
+  jaxwt have no periodization mode, so they run ``"periodic"`` (ptwt) and
+  ``"zero"`` (jaxwt) padding: identical to periodization for Haar, a few
+  coefficients longer per axis for db2.
+
+Usage::
+
+    python benchmarks/speed.py                       # everything installed, CPU
+    python benchmarks/speed.py --quick               # tiny shapes (CI smoke test)
+    python benchmarks/speed.py --backends torch,jax --device cuda --repeat 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+
+import botcore
+from botcore.backend import BACKENDS, load_backend
+
+FULL = ((12, 768, 3072), (6, 384, 1536))
+QUICK = ((4, 32, 64), (2, 16, 32))
+
+
+def _sync_factory(name: str, device: str):
+    if name == "torch" and device == "cuda":
+        import torch
+
+        return lambda y: torch.cuda.synchronize()
+    if name == "jax":
+        import jax
+
+        return lambda y: jax.block_until_ready(y)
+    return lambda y: None
+
+
+def _median_time(fn, sync, repeat: int) -> float:
+    sync(fn())  # warm-up (and compilation, for jax)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        sync(fn())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+class Framework:
+    """Array creation, copy and peer library for one backend."""
+
+    def __init__(self, name: str, device: str):
+        self.name, self.device = name, device
+        self.module = load_backend(name)
+        self.sync = _sync_factory(name, device)
+
+    def make(self, a: np.ndarray):
+        if self.name == "numpy":
+            return a.copy()
+        if self.name == "torch":
+            import torch
+
+            return torch.from_numpy(a).to(self.device)
+        if self.name == "tensorflow":
+            import tensorflow as tf
+
+            return tf.constant(a)
+        import jax
+        import jax.numpy as jnp
+
+        return jax.device_put(jnp.asarray(a), jax.devices(self.device)[0])
+
+    def copy(self, x):
+        if self.name == "numpy":
+            return x.copy()
+        if self.name == "torch":
+            return x.clone()
+        if self.name == "tensorflow":
+            return x * 1.0  # tf.identity may alias the buffer; this reads and writes it
+        return x.copy()
+
+    def peer(self, wavelet: str):
+        """``(label, shrink(x), grow(a))`` of the peer library, or None."""
+        if self.name == "numpy":
+            import pywt
+
+            def grow(a):
+                zeros = np.zeros_like(a)
+                details = {k: zeros for k in ("aad", "ada", "add", "daa", "dad", "dda", "ddd")}
+                return pywt.waverecn([a, details], wavelet, mode="periodization")
+
+            def shrink(x):
+                with warnings.catch_warnings():  # tiny --quick shapes: "level too high"
+                    warnings.simplefilter("ignore", UserWarning)
+                    return pywt.wavedecn(x, wavelet, mode="periodization", level=1)[0]
+
+            return ("pywt", shrink, grow)
+        if self.name == "torch":
+            try:
+                import ptwt
+                import torch
+            except ImportError:
+                return None
+
+            def grow(a):
+                zeros = torch.zeros_like(a)
+                details = {k: zeros for k in ("aad", "ada", "add", "daa", "dad", "dda", "ddd")}
+                return ptwt.waverec3((a, details), wavelet)
+
+            return ("ptwt", lambda x: ptwt.wavedec3(x, wavelet, mode="periodic", level=1)[0], grow)
+        if self.name == "jax":
+            try:
+                import jax
+                import jax.numpy as jnp
+                import jaxwt
+            except ImportError:
+                return None
+
+            # jaxwt's 3-D transforms want a leading batch axis (a free reshape under jit).
+            shrink = jax.jit(lambda x: jaxwt.wavedec3(x[None], wavelet, mode="zero", level=1)[0][0])
+
+            @jax.jit
+            def grow(a):
+                zeros = jnp.zeros_like(a[None])
+                details = {k: zeros for k in ("aad", "ada", "add", "daa", "dad", "dda", "ddd")}
+                return jaxwt.waverec3([a[None], details], wavelet)[0]
+
+            return ("jaxwt (jit)", shrink, grow)
+        return None
+
+
+def _gbs(nbytes: int, seconds: float) -> float:
+    return nbytes / seconds / 1e9
+
+
+def run(backends, wavelets, big, small, repeat: int, device: str) -> list[dict]:
+    rng = np.random.default_rng(0)
+    a_big = rng.standard_normal(big, dtype=np.float32)
+    a_small = rng.standard_normal(small, dtype=np.float32)
+    n_big, n_small = a_big.nbytes, a_small.nbytes
+    rows = []
+    for name in backends:
+        fw = Framework(name, device if name in ("torch", "jax") else "cpu")
+        x_big, x_small = fw.make(a_big), fw.make(a_small)
+        copy = _median_time(lambda: fw.copy(x_big), fw.sync, repeat)
+        rows.append(dict(backend=name, op="copy", wavelet="-", t=copy, gbs=_gbs(2 * n_big, copy), ratio=1.0))
+        variants = [(name, botcore.resize)]
+        if name == "jax":
+            import jax
+
+            variants.append(("jax (jit)", None))
+        for wavelet in wavelets:
+            peer = fw.peer(wavelet)
+            for label, fn in variants:
+                for op, x, shape, moved in (("shrink", x_big, small, n_big + n_small),
+                                            ("grow", x_small, big, n_small + n_big)):
+                    if fn is None:  # the whole resize under one jax.jit
+                        f = jax.jit(functools.partial(botcore.resize, shape=shape, wavelet=wavelet))
+                        call = functools.partial(f, x)
+                    else:
+                        call = functools.partial(fn, x, shape, wavelet=wavelet)
+                    t = _median_time(call, fw.sync, repeat)
+                    row = dict(backend=label, op=op, wavelet=wavelet, t=t, gbs=_gbs(moved, t), ratio=t / copy)
+                    if peer is not None and fn is not None:
+                        peer_fn = peer[1] if op == "shrink" else peer[2]
+                        tp = _median_time(functools.partial(peer_fn, x), fw.sync, repeat)
+                        row.update(peer=peer[0], tp=tp)
+                    rows.append(row)
+                    print(f"  {label} {op} {wavelet}: {t * 1e3:.1f} ms", file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows) -> str:
+    lines = [
+        "| backend | op | wavelet | time (ms) | GB/s | x copy | peer | peer time (ms) | peer time / time |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        peer = r.get("peer", "-")
+        tp = f"{r['tp'] * 1e3:.3g}" if "tp" in r else "-"
+        speedup = f"{r['tp'] / r['t']:.2f}" if "tp" in r else "-"
+        lines.append(
+            f"| {r['backend']} | {r['op']} | {r['wavelet']} | {r['t'] * 1e3:.3g} | {r['gbs']:.3g} | "
+            f"{r['ratio']:.2f} | {peer} | {tp} | {speedup} |"
+        )
+    return "\n".join(lines)
+
+
+def _installed() -> list[str]:
+    out = []
+    for name in BACKENDS:
+        try:
+            load_backend(name)
+        except botcore.BackendError:
+            continue
+        out.append(name)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per cell (median; default 5)")
+    parser.add_argument("--backends", default=None, help="comma list, default: every installed backend")
+    parser.add_argument("--wavelets", default="haar,db2", help="comma list (default haar,db2)")
+    parser.add_argument("--quick", action="store_true", help=f"tiny shapes {QUICK[0]} -> {QUICK[1]} (smoke test)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="device for torch and jax (tensorflow and numpy stay on their default)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    names = _installed() if args.backends is None else [n.strip() for n in args.backends.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        parser.error(f"--backends: unknown {unknown}; expected among {list(BACKENDS)}")
+    big, small = QUICK if args.quick else FULL
+    wavelets = [w.strip() for w in args.wavelets.split(",") if w.strip()]
+    rows = run(names, wavelets, big, small, args.repeat, args.device)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"float32 {big} <-> {small}, device {args.device}, repeat {args.repeat} (median after warm-up); "
+          f"{platform.machine()} {os.cpu_count()} CPUs, load average {load:.1f}, Python {sys.version.split()[0]}\n")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
