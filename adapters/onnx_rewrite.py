@@ -13,7 +13,7 @@ touched. It
   rewritten use gets its own constant, so a constant shared with an unrelated
   use is never changed under it;
 * changes depth: shrinking keeps the first blocks and reconnects the residual
-  stream to what followed the last block; growing clones the last block with
+  stream to what followed the last block (an ``Identity`` bridge keeps every name); growing clones the last block with
   fresh value, node and initializer names and chains the clones;
 * puts every parameter into every slot it feeds, with one initializer per
   parameter (so de-duplicated initializers shared by several parameters are
@@ -274,6 +274,8 @@ def _relabel(node, old, new):
 
 def _depth(b, layers):
     """Remove or clone blocks; return the list of (node, input, param, transposed) slots."""
+    import onnx
+
     a = b.a
     slots = [(b.nodes[s.node], s.index, s.param, s.transposed) for s in a.slots]
     old = a.layers
@@ -284,6 +286,13 @@ def _depth(b, layers):
         keep = [lab is None or lab < layers for lab in b.labels]
         removed_outputs = {v for n, k in zip(b.nodes, keep) if not k for v in n.output}
         r_new = a.residual_out[layers - 1]
+        lost = [v for v in a.index.graph_outputs if v in removed_outputs and v != r_out]
+        if lost:
+            raise UnsupportedModelError(
+                f"ONNX graph not understood for a depth change: graph outputs {lost[:3]} come from "
+                "blocks that shrinking removes (per-layer hidden states or attentions). Expected "
+                "outputs computed after the last block; export without output_hidden_states / "
+                "output_attentions.")
         kept_nodes = []
         for node, k in zip(b.nodes, keep):
             if not k:
@@ -297,21 +306,18 @@ def _depth(b, layers):
                         f"{v!r} from a removed block. Expected blocks that talk to the rest of the "
                         "graph only through the residual stream.")
             kept_nodes.append(node)
-        for node in kept_nodes:
-            for j, v in enumerate(node.input):
-                if v == r_new:
-                    node.input[j] = r_out
-            for j, v in enumerate(node.output):
-                if v == r_new:
-                    node.output[j] = r_out
-        b.labels = [lab for lab, k in zip(b.labels, keep) if k]
+        # what followed the last block now reads the last kept block's output
+        at = max(i for i, n in enumerate(kept_nodes) if r_new in n.output) + 1
+        bridge = onnx.helper.make_node("Identity", [r_new], [r_out], name=b.fresh("bot_residual"))
+        kept_nodes.insert(at, bridge)
+        labels = [lab for lab, k in zip(b.labels, keep) if k]
+        labels.insert(at, None)
+        b.labels = labels
         b.nodes = kept_nodes
         b.notes["blocks removed"] = old - layers
         kept = {id(n) for n in kept_nodes}
         return [s for s in slots if id(s[0]) in kept]
     # grow: clone the last block
-    import onnx
-
     r_in = a.residual_out[old - 2] if old >= 2 else a.residual_in0
     template = [i for i, lab in enumerate(b.labels) if lab == old - 1]
     produced = {v for i in template for v in b.nodes[i].output if v}

@@ -28,6 +28,8 @@ pytest.importorskip("onnxscript")
 from botcore.adapters import resize_model
 from botcore.adapters.onnx import resize
 
+from botcore.errors import UnsupportedModelError
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHRINK = {"layers": 1, "hidden": 32}
@@ -362,3 +364,43 @@ def test_task_heads_are_resized_with_the_body(case, tmp_path):
         with torch.no_grad():
             expect = wrap(new)(**inputs).numpy()
         np.testing.assert_allclose(run_ort(dst, fam, b, s), expect, atol=TOL, rtol=0)
+
+
+class _BertStates(torch.nn.Module):
+    def __init__(self, m, which):
+        super().__init__()
+        self.m, self.which = m, which
+
+    def forward(self, input_ids, attention_mask):
+        out = self.m(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.last_hidden_state, out.hidden_states[self.which]
+
+
+def _export_states(tmp_path, layers, which):
+    spec = FAMILIES["bert"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = _perturb(spec["build"](dict(spec["config"], num_hidden_layers=layers)), seed=5)
+        wrapped = _BertStates(model, which).eval()
+        src = tmp_path / "states.onnx"
+        torch.onnx.export(wrapped, tuple(_torch_inputs("bert", 2, 7).values()), str(src), dynamo=False,
+                          opset_version=17, input_names=spec["names"], output_names=["last", "state"],
+                          dynamic_axes=spec["dims"])
+    return src
+
+
+def test_intermediate_outputs_of_kept_blocks_survive_a_shrink(tmp_path):
+    src = _export_states(tmp_path, layers=2, which=1)  # output of block 0, kept
+    resize(src, tmp_path / "out.onnx", layers=1)
+    onnx.checker.check_model(str(tmp_path / "out.onnx"), full_check=True)
+    sess = ort.InferenceSession(str(tmp_path / "out.onnx"))
+    feeds = {k: v.numpy() for k, v in _torch_inputs("bert", 2, 5).items()}
+    last, state = sess.run(None, feeds)
+    np.testing.assert_array_equal(last, state)  # one block left: its output is both
+
+
+def test_outputs_of_removed_blocks_are_refused(tmp_path):
+    src = _export_states(tmp_path, layers=3, which=2)  # output of block 1, removed below
+    with pytest.raises(UnsupportedModelError, match="graph outputs"):
+        resize(src, tmp_path / "out.onnx", layers=1)
+    assert not (tmp_path / "out.onnx").exists()
