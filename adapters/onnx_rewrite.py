@@ -188,10 +188,12 @@ def _rewrite_split(b, i, sizes):
     index = b.index
     node = index.nodes[i]
     if len(node.input) < 2 or not node.input[1] or not index.is_const(node.input[1]):
-        if any(a.name == "split" for a in node.attribute):
-            raise UnsupportedModelError(
-                f"ONNX graph not understood at node {node.name!r} (Split): split sizes as an "
-                "attribute (opset < 13). Expected opset >= 13 (sizes as input) or num_outputs.")
+        for k, attr in enumerate(node.attribute):  # opset < 13: sizes as an attribute
+            if attr.name == "split" and attr.ints and all(p in sizes for p in attr.ints):
+                new = b.nodes[i].attribute[k]
+                del new.ints[:]
+                new.ints.extend(sizes[p] for p in attr.ints)
+                b.notes["split sizes"] += 1
         return
     parts = [int(v) for v in np.asarray(index.const(node.input[1])).reshape(-1)]
     if all(p in sizes for p in parts):

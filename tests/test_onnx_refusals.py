@@ -223,3 +223,35 @@ def test_minilm_same_size_resize_reproduces_the_source(tmp_path):
         got = _sentence_embeddings(dst, batch, seq, seed=seq)
         want = _sentence_embeddings(MINILM, batch, seq, seed=seq)
         np.testing.assert_allclose(got["461"], want["461"], atol=1e-5, rtol=0)
+
+
+def test_split_sizes_are_rewritten_as_input_and_as_attribute():
+    from types import SimpleNamespace
+
+    from botcore.adapters.onnx_graph import GraphIndex
+    from botcore.adapters.onnx_rewrite import _rewrite_split
+
+    for opset in (11, 13):
+        sizes = numpy_helper.from_array(np.array([8, 8, 8], np.int64), "sizes")
+        if opset < 13:
+            node = helper.make_node("Split", ["x"], ["a", "b", "c"], name="qkv", axis=-1, split=[8, 8, 8])
+            inits = []
+        else:
+            node = helper.make_node("Split", ["x", "sizes"], ["a", "b", "c"], name="qkv", axis=-1)
+            inits = [sizes]
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 24])],
+                                  [helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in "abc"],
+                                  inits)
+        index = GraphIndex(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+        copy = onnx.NodeProto()
+        copy.CopyFrom(index.nodes[0])
+        news = {}
+        builder = SimpleNamespace(index=index, nodes=[copy], notes={"split sizes": 0},
+                                  set_const=lambda n, k, arr, base: news.setdefault((k, base), arr))
+        _rewrite_split(builder, 0, {8: 4})
+        if opset < 13:
+            assert [list(a.ints) for a in copy.attribute if a.name == "split"] == [[4, 4, 4]]
+        else:
+            assert news[1, "split"].tolist() == [4, 4, 4]
+        assert builder.notes["split sizes"] == 1
+        assert list(index.nodes[0].input) == list(node.input)  # the source node is untouched
