@@ -247,7 +247,7 @@ def test_split_sizes_are_rewritten_as_input_and_as_attribute():
         copy.CopyFrom(index.nodes[0])
         news = {}
         builder = SimpleNamespace(index=index, nodes=[copy], notes={"split sizes": 0},
-                                  set_const=lambda n, k, arr, base: news.setdefault((k, base), arr))
+                                  set_const=lambda n, k, arr, base, news=news: news.setdefault((k, base), arr))
         _rewrite_split(builder, 0, {8: 4})
         if opset < 13:
             assert [list(a.ints) for a in copy.attribute if a.name == "split"] == [[4, 4, 4]]
