@@ -466,6 +466,12 @@ def analyse(model, *, load_values=True):
                 if load_values:
                     params[bias] = np.zeros(out, dtype=params[name].dtype)
     labels = _label_blocks(index, family)
+    for i, node in enumerate(index.nodes):
+        direct = [v for v in node.input if v in index.graph_inputs]
+        if labels[i] is not None and direct:
+            _refuse(node, f"block {labels[i]} reads graph input {direct[0]!r} directly (a KV cache?)",
+                    "blocks that see graph inputs only through the embeddings and the attention mask "
+                    "(export with use_cache=False)")
     residual_out, residual_in0 = _residuals(index, labels, layers, hidden)
     if not load_values:
         params = {n: np.zeros(s, dtype=np.float32) for n, s in shapes.items()}

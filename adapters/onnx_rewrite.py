@@ -323,6 +323,12 @@ def _depth(b, layers):
     r_in = a.residual_out[old - 2] if old >= 2 else a.residual_in0
     template = [i for i, lab in enumerate(b.labels) if lab == old - 1]
     produced = {v for i in template for v in b.nodes[i].output if v}
+    exposed = [v for v in a.index.graph_outputs if v in produced and v != r_out]
+    if exposed:
+        raise UnsupportedModelError(
+            f"ONNX graph not understood for growing: graph outputs {exposed[:3]} come from inside "
+            "the last block (per-layer states, attentions or a KV cache), and new blocks would not "
+            "have them. Expected outputs computed after the last block.")
     slot_of = {}
     for s in slots:
         slot_of.setdefault(id(s[0]), []).append(s)

@@ -404,3 +404,43 @@ def test_outputs_of_removed_blocks_are_refused(tmp_path):
     with pytest.raises(UnsupportedModelError, match="graph outputs"):
         resize(src, tmp_path / "out.onnx", layers=1)
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_graphs_with_per_layer_inputs_or_outputs_are_refused(exported, tmp_path):
+    """A block that reads a graph input (a KV cache) is refused; so is growing a graph whose last
+    block exposes an output of its own (here: its attention probabilities)."""
+    model = onnx.load(str(exported("bert", "torchscript")))
+    query = next(n for n in model.graph.node if "layer.0/attention/self/query/MatMul" in n.name)
+    model.graph.input.append(onnx.helper.make_tensor_value_info("past", onnx.TensorProto.FLOAT, [1]))
+    model.graph.node.append(onnx.helper.make_node(
+        "Add", [query.output[0], "past"], ["with_past"], name="/m/encoder/layer.0/attention/self/past/Add"))
+    src = tmp_path / "cache.onnx"
+    onnx.save_model(model, str(src))
+    with pytest.raises(UnsupportedModelError, match="past"):
+        resize(src, tmp_path / "out.onnx", hidden=32)
+
+    spec = FAMILIES["bert"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bert = spec["build"](dict(spec["config"], attn_implementation="eager")).eval()
+
+        class Attn(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, input_ids, attention_mask):
+                out = self.m(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
+                return out.last_hidden_state, out.attentions[-1]
+
+        src = tmp_path / "attn.onnx"
+        torch.onnx.export(Attn(bert).eval(), tuple(_torch_inputs("bert", 2, 7).values()), str(src),
+                          dynamo=False, opset_version=17, input_names=spec["names"],
+                          output_names=["last", "attn"], dynamic_axes=spec["dims"])
+    with pytest.raises(UnsupportedModelError, match="growing"):
+        resize(src, tmp_path / "out.onnx", layers=3)
+    assert not (tmp_path / "out.onnx").exists()
+    resize(src, tmp_path / "narrow.onnx", hidden=32)  # width only: the attentions just get 2 heads
+    feeds = {k: v.numpy() for k, v in _torch_inputs("bert", 2, 5).items()}
+    _, attn = ort.InferenceSession(str(tmp_path / "narrow.onnx")).run(None, feeds)
+    assert attn.shape == (2, 2, 5, 5)
