@@ -40,6 +40,8 @@ from pathlib import Path
 
 from botcore.errors import OptionError, TargetError, UnsupportedModelError
 
+from .api import DEFAULT_GAIN
+
 __all__ = ["load_model", "resize", "resize_onnx_model", "resolve_sizes", "save_model"]
 
 _TARGET_KEYS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn")
@@ -219,7 +221,7 @@ def _sizes_from_config(family, cfg, fallback):
             "ffn": int(ffn)}
 
 
-def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", gain="function",
+def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", gain=DEFAULT_GAIN,
                  mode="periodization"):
     """Resize an in-memory model; return ``(new model, ResizeResult)``.
 
@@ -267,7 +269,7 @@ def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", ga
 
 
 def resize(src, dst, *, layers=None, hidden=None, heads=None, kv_heads=None, head_dim=None, ffn=None,
-           method="bot", wavelet="haar", gain="function", mode="periodization", overwrite=False,
+           method="bot", wavelet="haar", gain=DEFAULT_GAIN, mode="periodization", overwrite=False,
            params=None):
     """Resize the ONNX graph at ``src`` and write the result to ``dst``.
 
@@ -302,7 +304,7 @@ def resize(src, dst, *, layers=None, hidden=None, heads=None, kv_heads=None, hea
                              out=dst, overwrite=overwrite, params=params)
 
 
-def resize_onnx_model(source, target, *, method="bot", wavelet="haar", gain="function",
+def resize_onnx_model(source, target, *, method="bot", wavelet="haar", gain=DEFAULT_GAIN,
                       mode="periodization", out=None, overwrite=False, params=None, **_ignored):
     """:func:`botcore.adapters.resize_model` for a ``.onnx`` source; see :func:`resize`.
 
