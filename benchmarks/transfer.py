@@ -215,6 +215,10 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
             data["runs"] = old["runs"]
     done = {(r["target"], r["method"], r["seed"]) for r in data["runs"]}
 
+    plan = {t: (methods or case.methods(quick=quick, target=t)) for t in case.targets if not targets or t in targets}
+    if all((t, m, sd) in done for t, ms in plan.items() for m in ms for sd in seeds) and not case.name == "vit":
+        log(f"[{name}] every requested run is already in {json_path}")
+        return data
     t0 = time.perf_counter()
     family = FAMILIES[case.family](**({"steps": 30} if quick and case.family == "vit" else {}))
     task = make_task(case.task).limit_eval(budget.eval_rows)

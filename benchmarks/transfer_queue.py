@@ -12,6 +12,8 @@ Examples
 >>> jobs = queue()
 >>> jobs[0]
 ['--case', 'vit', '--seeds', '0']
+>>> queue(0, 2)[2][-3:]
+['bot:paper:haar', 'bot:function:haar', 'bot:std:haar']
 >>> main(["--dry-run"]) == 0
 True
 """
@@ -27,26 +29,36 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+#: Methods that get a second (and third) seed when the budget cannot hold every method twice.
+KEY_SHRINK = ["scratch", "weight_selection", "layer_select", "bot:paper:haar", "bot:function:haar", "bot:std:haar"]
+KEY_GROW = ["scratch", "net2net", "bot:paper:haar", "bot:function:haar", "bot:std:haar"]
+
+
 def queue(worker: int = 0, workers: int = 1) -> list[list[str]]:
     """The jobs of one worker in priority order (see the module docstring).
 
-    With ``workers=2`` the BERT/ViT cases go to worker 0 and the decoder and
-    growth cases to worker 1 (no case is shared, so no results file is).
+    With ``workers=2`` the bert-l2s case goes to worker 0 and the decoder, growth
+    and ViT cases to worker 1 (no case is shared, so no results file is). Seed 0
+    runs every method of a case; later seeds run the key methods (every gain with
+    Haar, the baselines, scratch) first — the CPU budget of the committed results
+    held no more.
     """
+    m = ["--methods"]
     lanes = [
-        [["--case", "vit", "--seeds", "0"],
-         ["--case", "bert-l2s", "--targets", "3x192", "--seeds", "0"],
+        [["--case", "bert-l2s", "--targets", "3x192", "--seeds", "0"],
          ["--case", "bert-l2s", "--targets", "4x256", "--seeds", "0"],
-         ["--case", "vit", "--seeds", "0", "1"],
-         ["--case", "bert-l2s", "--targets", "3x192", "--seeds", "0", "1"],
-         ["--case", "bert-l2s", "--targets", "4x256", "--seeds", "0", "1"]],
-        [["--case", "decoder-l2s", "--seeds", "0"],
+         ["--case", "bert-l2s", "--targets", "3x192", "--seeds", "1", *m, *KEY_SHRINK],
+         ["--case", "bert-l2s", "--targets", "4x256", "--seeds", "1", *m, *KEY_SHRINK]],
+        [["--case", "vit", "--seeds", "0"],
+         ["--case", "decoder-l2s", "--seeds", "0"],
          ["--case", "bert-s2l", "--seeds", "0"],
-         ["--case", "decoder-l2s", "--seeds", "0", "1"],
-         ["--case", "bert-s2l", "--seeds", "0", "1"]],
+         ["--case", "decoder-l2s", "--seeds", "1", *m, *KEY_SHRINK, "bot:function:haar:dsum"],
+         ["--case", "bert-s2l", "--seeds", "1"],
+         ["--case", "vit", "--targets", "shrink-2x64", "--seeds", "1"],
+         ["--case", "vit", "--targets", "grow-8x256", "--seeds", "1", *m, *KEY_GROW]],
     ]
     if workers == 1:
-        return lanes[0][:3] + lanes[1][:2] + lanes[0][3:] + lanes[1][2:]
+        return lanes[1][:1] + lanes[0][:2] + lanes[1][1:3] + lanes[0][2:] + lanes[1][3:]
     return lanes[worker]
 
 
@@ -55,7 +67,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--worker", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1, choices=(1, 2))
+    ap.add_argument("--wait-pid", type=int, default=None, help="start after this process has ended")
     args = ap.parse_args(argv)
+    while args.wait_pid and Path(f"/proc/{args.wait_pid}").exists():
+        time.sleep(5)
     jobs = queue(args.worker, args.workers)
     if args.dry_run:
         return 0
