@@ -47,6 +47,7 @@ array([0.7071, 0.7071, 1.4142, 1.4142])
 from __future__ import annotations
 
 import functools
+import itertools
 
 from botcore.errors import ModeError, ShapeError
 
@@ -95,7 +96,7 @@ def runs(index) -> list[tuple[int, int]]:
     index = np.asarray(index, dtype=np.int64).reshape(-1)
     cuts = np.flatnonzero(np.diff(index) != 1) + 1
     bounds = np.concatenate([[0], cuts, [index.size]])
-    return [(int(index[a]), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(int(index[a]), int(b - a)) for a, b in itertools.pairwise(bounds)]
 
 
 def take(ops, x, index, axis: int, *, max_runs: int = 8):

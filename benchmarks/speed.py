@@ -5,7 +5,8 @@ its layers) to ``(6, 384, 1536)`` and grows it back, with Haar and db2, and
 prints one markdown table:
 
 - time: median of ``--repeat`` runs after one warm-up run (results are forced:
-  CUDA is synchronised, jax is blocked on);
+  CUDA is synchronised, jax is blocked on); a cell whose warm-up takes over 20 s
+  (a slow peer) is timed once;
 - GB/s: (bytes read + bytes written) / time, the effective bandwidth of a
   memory-bound transform;
 - x copy: time / time of a plain copy of the full-size ``(12, 768, 3072)``
@@ -61,8 +62,12 @@ def _sync_factory(name: str, device: str):
     return lambda y: None
 
 
-def _median_time(fn, sync, repeat: int) -> float:
+def _median_time(fn, sync, repeat: int, *, slow_s: float = 20.0) -> float:
+    """Median of ``repeat`` timed runs after one warm-up; one timed run if the warm-up took over ``slow_s``."""
+    t0 = time.perf_counter()
     sync(fn())  # warm-up (and compilation, for jax)
+    if time.perf_counter() - t0 > slow_s:
+        repeat = 1
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -158,17 +163,17 @@ def _gbs(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e9
 
 
-def run(backends, wavelets, big, small, repeat: int, device: str) -> list[dict]:
+def run(backends, wavelets, big, small, repeat: int, device: str):
+    """Yield one result row (a dict) at a time, as it is measured."""
     rng = np.random.default_rng(0)
     a_big = rng.standard_normal(big, dtype=np.float32)
     a_small = rng.standard_normal(small, dtype=np.float32)
     n_big, n_small = a_big.nbytes, a_small.nbytes
-    rows = []
     for name in backends:
         fw = Framework(name, device if name in ("torch", "jax") else "cpu")
         x_big, x_small = fw.make(a_big), fw.make(a_small)
-        copy = _median_time(lambda: fw.copy(x_big), fw.sync, repeat)
-        rows.append(dict(backend=name, op="copy", wavelet="-", t=copy, gbs=_gbs(2 * n_big, copy), ratio=1.0))
+        copy = _median_time(functools.partial(fw.copy, x_big), fw.sync, repeat)
+        yield {"backend": name, "op": "copy", "wavelet": "-", "t": copy, "gbs": _gbs(2 * n_big, copy), "ratio": 1.0}
         variants = [(name, botcore.resize)]
         if name == "jax":
             import jax
@@ -185,30 +190,35 @@ def run(backends, wavelets, big, small, repeat: int, device: str) -> list[dict]:
                     else:
                         call = functools.partial(fn, x, shape, wavelet=wavelet)
                     t = _median_time(call, fw.sync, repeat)
-                    row = dict(backend=label, op=op, wavelet=wavelet, t=t, gbs=_gbs(moved, t), ratio=t / copy)
+                    row = {"backend": label, "op": op, "wavelet": wavelet, "t": t, "gbs": _gbs(moved, t),
+                           "ratio": t / copy}
                     if peer is not None and fn is not None:
                         peer_fn = peer[1] if op == "shrink" else peer[2]
                         tp = _median_time(functools.partial(peer_fn, x), fw.sync, repeat)
                         row.update(peer=peer[0], tp=tp)
-                    rows.append(row)
-                    print(f"  {label} {op} {wavelet}: {t * 1e3:.1f} ms", file=sys.stderr, flush=True)
-    return rows
+                    yield row
 
 
-def table(rows) -> str:
-    lines = [
-        "| backend | op | wavelet | time (ms) | GB/s | x copy | peer | peer time (ms) | peer time / time |",
-        "|---|---|---|---:|---:|---:|---|---:|---:|",
-    ]
-    for r in rows:
-        peer = r.get("peer", "-")
-        tp = f"{r['tp'] * 1e3:.3g}" if "tp" in r else "-"
-        speedup = f"{r['tp'] / r['t']:.2f}" if "tp" in r else "-"
-        lines.append(
-            f"| {r['backend']} | {r['op']} | {r['wavelet']} | {r['t'] * 1e3:.3g} | {r['gbs']:.3g} | "
-            f"{r['ratio']:.2f} | {peer} | {tp} | {speedup} |"
-        )
-    return "\n".join(lines)
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 1 else f"{ms:.3f}"
+
+
+HEADER = (
+    "| backend | op | wavelet | time (ms) | GB/s | x copy | peer | peer time (ms) | peer time / time |\n"
+    "|---|---|---|---:|---:|---:|---|---:|---:|"
+)
+
+
+def table_row(r: dict) -> str:
+    """One markdown table row for a result of :func:`run`."""
+    peer = r.get("peer", "-")
+    tp = _ms(r["tp"]) if "tp" in r else "-"
+    speedup = f"{r['tp'] / r['t']:.2f}" if "tp" in r else "-"
+    return (
+        f"| {r['backend']} | {r['op']} | {r['wavelet']} | {_ms(r['t'])} | {r['gbs']:.2f} | "
+        f"{r['ratio']:.2f} | {peer} | {tp} | {speedup} |"
+    )
 
 
 def _installed() -> list[str]:
@@ -239,11 +249,13 @@ def main(argv=None) -> int:
         parser.error(f"--backends: unknown {unknown}; expected among {list(BACKENDS)}")
     big, small = QUICK if args.quick else FULL
     wavelets = [w.strip() for w in args.wavelets.split(",") if w.strip()]
-    rows = run(names, wavelets, big, small, args.repeat, args.device)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"float32 {big} <-> {small}, device {args.device}, repeat {args.repeat} (median after warm-up); "
-          f"{platform.machine()} {os.cpu_count()} CPUs, load average {load:.1f}, Python {sys.version.split()[0]}\n")
-    print(table(rows))
+          f"{platform.machine()} {os.cpu_count()} CPUs, load average {load:.1f} at start, "
+          f"Python {sys.version.split()[0]}\n")
+    print(HEADER, flush=True)
+    for row in run(names, wavelets, big, small, args.repeat, args.device):
+        print(table_row(row), flush=True)
     return 0
 
 

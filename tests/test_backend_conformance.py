@@ -176,7 +176,7 @@ def test_resize_is_linear(fw, case, wavelet, dtype, gain, coef):
     src, dst = case
     a, b = rand(src, dtype, 1), rand(src, dtype, 2)
     s, t = (NP_DTYPES[dtype](c) for c in coef)
-    kw = dict(wavelet=wavelet, gain=gain)
+    kw = {"wavelet": wavelet, "gain": gain}
     lhs = fw.np(botcore.resize(fw.make(s * a + t * b), dst, **kw))
     rhs = s * fw.np(botcore.resize(fw.make(a), dst, **kw)) + t * fw.np(botcore.resize(fw.make(b), dst, **kw))
     scale = (abs(float(s)) + abs(float(t))) * max(np.abs(a).max(), np.abs(b).max()) * 2**1.5 + 1.0

@@ -47,10 +47,10 @@ def test_torch_autograd_through_resize_decompose_reconstruct():
     for wavelet in ("haar", "db2", "bior6.8"):
         for shape in ((1, 2, 2), (4, 8, 5), (1, 8, 2)):
             assert torch.autograd.gradcheck(
-                lambda t: botcore.resize(t, shape, wavelet=wavelet), (x,), fast_mode=True
+                lambda t, s=shape, w=wavelet: botcore.resize(t, s, wavelet=w), (x,), fast_mode=True
             )
         assert torch.autograd.gradcheck(
-            lambda t: botcore.reconstruct(botcore.decompose(t, 2, wavelet=wavelet)), (x,), fast_mode=True
+            lambda t, w=wavelet: botcore.reconstruct(botcore.decompose(t, 2, wavelet=w)), (x,), fast_mode=True
         )
     # gain="std" scales by a Python float: gradients treat that factor as a constant.
     y = botcore.resize(x, (1, 2, 2), gain="std")
