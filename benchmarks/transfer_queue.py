@@ -13,7 +13,7 @@ Examples
 >>> jobs[0]
 ['--case', 'vit', '--seeds', '0']
 >>> queue(0, 2)[2][-3:]
-['bot:paper:haar', 'bot:function:haar', 'bot:std:haar']
+['bot:paper:haar', 'bot:std:haar', 'layer_select']
 >>> main(["--dry-run"]) == 0
 True
 """
@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 
 
 #: Methods that get a second (and third) seed when the budget cannot hold every method twice.
-KEY_SHRINK = ["scratch", "weight_selection", "layer_select", "bot:paper:haar", "bot:function:haar", "bot:std:haar"]
+KEY_SHRINK = ["scratch", "weight_selection", "bot:function:haar", "bot:paper:haar", "bot:std:haar", "layer_select"]
 KEY_GROW = ["scratch", "net2net", "bot:paper:haar", "bot:function:haar", "bot:std:haar"]
 
 
