@@ -371,10 +371,6 @@ def _config(family, params, layers, hidden, head_dim, ffn, index):
     return cfg
 
 
-def _ffn_module(family, layer0):
-    return {"gpt2": "h.0.mlp.c_fc", "bert": "encoder.layer.0.intermediate.dense"}.get(family.name)
-
-
 def analyse(model, *, load_values=True):
     """Analyse an exported transformer graph; see the module docstring.
 
