@@ -481,3 +481,26 @@ def test_trained_minilm_l6_graph_matches_resize_model_on_the_checkpoint(exporter
         with torch.no_grad():
             expect = _Bert(small)(**inputs).numpy()
         np.testing.assert_allclose(got, expect, atol=TOL, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fam", ["gpt2", "vit"])
+def test_default_init_dynamo_graphs_with_folded_biases(fam, tmp_path):
+    """A freshly initialised model: the dynamo exporter drops its zero biases (Gemm/Conv without
+    a bias input) and shares one initializer among all LayerNorms; the resize still equals
+    resize_model on the PyTorch model."""
+    spec = FAMILIES[fam]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = spec["build"](dict(spec["config"])).eval()
+    src = export(model, fam, tmp_path / "fresh.onnx", "dynamo")
+    graph = onnx.load(str(src), load_external_data=False).graph
+    assert any(n.op_type in ("Gemm", "Conv") and len(n.input) == 2 for n in graph.node)  # folded
+    dst = tmp_path / "out.onnx"
+    resize(src, dst, **ODD)
+    onnx.checker.check_model(str(dst), full_check=True)
+    _, ref, ref_model = framework_reference(model, fam, ODD, "dynamo", tmp_path, reexport=False)
+    for b, s in ((2, 5), (3, 11)):
+        with torch.no_grad():
+            expect = spec["wrap"](ref_model)(**_torch_inputs(fam, b, s, seed=b * 100 + s)).numpy()
+        np.testing.assert_allclose(run_ort(dst, fam, b, s), expect, atol=TOL, rtol=0)
