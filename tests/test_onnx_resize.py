@@ -499,7 +499,7 @@ def test_default_init_dynamo_graphs_with_folded_biases(fam, tmp_path):
     dst = tmp_path / "out.onnx"
     resize(src, dst, **ODD)
     onnx.checker.check_model(str(dst), full_check=True)
-    _, ref, ref_model = framework_reference(model, fam, ODD, "dynamo", tmp_path, reexport=False)
+    _, _ref, ref_model = framework_reference(model, fam, ODD, "dynamo", tmp_path, reexport=False)
     for b, s in ((2, 5), (3, 11)):
         with torch.no_grad():
             expect = spec["wrap"](ref_model)(**_torch_inputs(fam, b, s, seed=b * 100 + s)).numpy()
