@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: never the hub
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -31,8 +32,6 @@ from botcore.adapters import resize_model
 from botcore.adapters.onnx import resize
 
 from botcore.errors import UnsupportedModelError
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHRINK = {"layers": 1, "hidden": 32}
 GROW = {"layers": 4, "hidden": 128}
