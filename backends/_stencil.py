@@ -14,6 +14,7 @@ path; index arrays and Python floats are the only host values):
 ``ops.lincomb(terms, weights)``     ``sum(w * t)`` as a new array (weights are Python floats)
 ``ops.interleave(even, odd, axis)`` samples ``even[0], odd[0], even[1], ...`` along ``axis``
 ``ops.upsample(x, w_even, w_odd, axis)``  ``interleave(w_even * x, w_odd * x, axis)`` in one pass
+``ops.pairs(x, axis, w0, w1)``      optional: ``w0 * x[0::2] + w1 * x[1::2]`` (the Haar analysis step)
 
 The index arithmetic comes from :class:`botcore.wavelets.FilterBank` stencils,
 which reproduce ``pywt`` periodization exactly for every even length. Haar
@@ -137,6 +138,11 @@ def apply(ops, x, stencil, axis: int):
     once, by ``ops.phases``) through contiguous windows.
     """
     src = x if stencil.index is None else take(ops, x, stencil.index, axis)
+    pairs = getattr(ops, "pairs", None)
+    if pairs is not None and stencil.index is None and stencil.step == 2 and len(stencil.taps) == 2:
+        w = dict(stencil.taps)
+        if set(w) == {0, 1}:  # Haar: w0 * x[0::2] + w1 * x[1::2]
+            return pairs(x, axis, w[0], w[1])
     if stencil.step == 2:
         phases = ops.phases(src, axis)
         terms = [_window(ops, phases[s % 2], axis, s // 2, stencil.count) for s, _ in stencil.taps]

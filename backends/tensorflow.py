@@ -112,8 +112,24 @@ def interleave(even, odd, axis):
 
 
 def upsample(x, w_even, w_odd, axis):
+    if w_even == w_odd:  # broadcast_to + reshape writes the output once (a broadcast multiply
+        y = tf.expand_dims(x * w_even, axis + 1)  # with an inner size-2 axis is 3x slower)
+        return _merge(tf.broadcast_to(y, shape(y)[: axis + 1] + (2,) + shape(y)[axis + 2 :]), axis)
     w = np.array([w_even, w_odd]).reshape((2,) + (1,) * (len(x.shape) - axis - 1))
     return _merge(tf.expand_dims(x, axis + 1) * tf.constant(w, dtype=x.dtype), axis)
+
+
+def pairs(x, axis, w0, w1):
+    # The Haar analysis step without strided slices: a matrix-vector product on
+    # the last axis, a sum over the pair axis elsewhere (both near copy speed).
+    s = shape(x)
+    split = tf.reshape(x, s[:axis] + (s[axis] // 2, 2) + s[axis + 1 :])
+    if axis == len(s) - 1:
+        return tf.linalg.matvec(split, tf.constant([w0, w1], dtype=x.dtype))
+    if w0 == w1:
+        return tf.reduce_sum(split, axis=axis + 1) * w0
+    even, odd = tf.unstack(split, axis=axis + 1)
+    return even * w0 + odd * w1
 
 
 # -- the contract ---------------------------------------------------------------

@@ -163,7 +163,7 @@ def _gbs(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e9
 
 
-def run(backends, wavelets, big, small, repeat: int, device: str):
+def run(backends, wavelets, big, small, repeat: int, device: str, peers: bool = True):
     """Yield one result row (a dict) at a time, as it is measured."""
     rng = np.random.default_rng(0)
     a_big = rng.standard_normal(big, dtype=np.float32)
@@ -180,7 +180,7 @@ def run(backends, wavelets, big, small, repeat: int, device: str):
 
             variants.append(("jax (jit)", None))
         for wavelet in wavelets:
-            peer = fw.peer(wavelet)
+            peer = fw.peer(wavelet) if peers else None
             for label, fn in variants:
                 for op, x, shape, moved in (("shrink", x_big, small, n_big + n_small),
                                             ("grow", x_small, big, n_small + n_big)):
@@ -238,6 +238,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", default=None, help="comma list, default: every installed backend")
     parser.add_argument("--wavelets", default="haar,db2", help="comma list (default haar,db2)")
     parser.add_argument("--quick", action="store_true", help=f"tiny shapes {QUICK[0]} -> {QUICK[1]} (smoke test)")
+    parser.add_argument("--no-peers", action="store_true", help="skip the peer libraries (jaxwt takes minutes)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="device for torch and jax (tensorflow and numpy stay on their default)")
     args = parser.parse_args(argv)
@@ -254,7 +255,7 @@ def main(argv=None) -> int:
           f"{platform.machine()} {os.cpu_count()} CPUs, load average {load:.1f} at start, "
           f"Python {sys.version.split()[0]}\n")
     print(HEADER, flush=True)
-    for row in run(names, wavelets, big, small, args.repeat, args.device):
+    for row in run(names, wavelets, big, small, args.repeat, args.device, peers=not args.no_peers):
         print(table_row(row), flush=True)
     return 0
 
