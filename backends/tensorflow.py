@@ -112,6 +112,11 @@ def interleave(even, odd, axis):
 
 
 def upsample(x, w_even, w_odd, axis):
+    s = shape(x)
+    if axis == len(s) - 1:  # an outer product (K=1 matmul) writes the interleaved last axis fastest
+        col = tf.reshape(x, (-1, 1))
+        y = tf.linalg.matmul(col, tf.constant([[w_even, w_odd]], dtype=x.dtype))
+        return tf.reshape(y, s[:-1] + (2 * s[-1],))
     if w_even == w_odd:  # broadcast_to + reshape writes the output once (a broadcast multiply
         y = tf.expand_dims(x * w_even, axis + 1)  # with an inner size-2 axis is 3x slower)
         return _merge(tf.broadcast_to(y, shape(y)[: axis + 1] + (2,) + shape(y)[axis + 2 :]), axis)
