@@ -62,6 +62,21 @@ def _sync_factory(name: str, device: str):
     return lambda y: None
 
 
+def _has_cuda(name: str) -> bool:
+    if name == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    import jax
+
+    for platform_name in ("cuda", "gpu"):
+        try:
+            return bool(jax.devices(platform_name))
+        except RuntimeError:
+            continue
+    return False
+
+
 def _median_time(fn, sync, repeat: int, *, slow_s: float = 20.0) -> float:
     """Median of ``repeat`` timed runs after one warm-up; one timed run if the warm-up took over ``slow_s``."""
     t0 = time.perf_counter()
@@ -83,6 +98,8 @@ class Framework:
         self.name, self.device = name, device
         self.module = load_backend(name)
         self.sync = _sync_factory(name, device)
+        if device == "cuda" and not _has_cuda(name):
+            raise SystemExit(f"--device cuda: {name} sees no CUDA device here; run with --device cpu")
 
     def make(self, a: np.ndarray):
         if self.name == "numpy":
@@ -98,7 +115,13 @@ class Framework:
         import jax
         import jax.numpy as jnp
 
-        return jax.device_put(jnp.asarray(a), jax.devices(self.device)[0])
+        if self.device == "cpu":
+            return jax.device_put(jnp.asarray(a), jax.devices("cpu")[0])
+        try:
+            device = jax.devices("cuda")[0]
+        except RuntimeError:  # older jax names the platform "gpu"
+            device = jax.devices("gpu")[0]
+        return jax.device_put(jnp.asarray(a), device)
 
     def copy(self, x):
         if self.name == "numpy":
