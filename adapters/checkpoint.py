@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from botcore._files import default_permissions
 from botcore.errors import OptionError, UnsupportedModelError
 
 from ._arrays import to_numpy
@@ -204,6 +205,7 @@ def write_directory(out, params: Mapping, config: Mapping, *, source_dir=None,
             _copy_extras(Path(source_dir), tmp, hidden)
         (tmp / "config.json").write_text(json.dumps(dict(config), indent=2, sort_keys=True))
         _save_params(params, tmp / "model.safetensors")
+        default_permissions(tmp)  # mkdtemp made it private; the user's folder gets umask defaults
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
             os.rename(out, old / out.name)

@@ -39,6 +39,7 @@ from .cli_load import (
     load_checkpoint,
     weight_modules,
 )
+from ._files import default_permissions
 from .errors import ParameterKeyError, ShapeError, UnsupportedModelError
 
 __all__ = ["ProgressBar", "run_inspect", "run_resize", "source_sizes", "stage_name", "staged_output"]
@@ -126,25 +127,10 @@ def staged_output(dst, *, overwrite: bool):
             if os.path.lexists(final):
                 os.rename(final, os.path.join(old, name))
         for name in produced:
-            _default_permissions(os.path.join(stage, name))
+            default_permissions(os.path.join(stage, name))
             os.replace(os.path.join(stage, name), os.path.join(parent, name))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-def _default_permissions(path) -> None:
-    """Give what the temporary folder produced the permissions a plain new file would get."""
-    umask = os.umask(0)
-    os.umask(umask)
-    if os.path.isdir(path) and not os.path.islink(path):
-        os.chmod(path, 0o777 & ~umask)
-        for root, dirs, files in os.walk(path):
-            for d in dirs:
-                os.chmod(os.path.join(root, d), 0o777 & ~umask)
-            for f in files:
-                os.chmod(os.path.join(root, f), 0o666 & ~umask)
-    elif os.path.isfile(path):
-        os.chmod(path, 0o666 & ~umask)
 
 
 class ProgressBar:

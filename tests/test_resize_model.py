@@ -385,3 +385,37 @@ def test_out_may_not_be_the_source_directory(tmp_path):
     with pytest.raises(OptionError, match="source directory"):
         resize_model(src, {"hidden": 8}, out=src, overwrite=True)
     assert (src / "model.safetensors").read_bytes() == before
+
+
+def test_written_directory_gets_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    import numpy as np
+
+    from botcore.adapters import resize_model
+
+    rng = np.random.default_rng(0)
+    cfg = dict(model_type="bert", num_hidden_layers=2, hidden_size=8, num_attention_heads=2,
+               intermediate_size=16, vocab_size=11, max_position_embeddings=16, type_vocab_size=2)
+    params = {"embeddings.word_embeddings.weight": rng.normal(size=(11, 8)).astype(np.float32),
+              "embeddings.position_embeddings.weight": rng.normal(size=(16, 8)).astype(np.float32),
+              "embeddings.token_type_embeddings.weight": rng.normal(size=(2, 8)).astype(np.float32),
+              "embeddings.LayerNorm.weight": np.ones(8, np.float32),
+              "embeddings.LayerNorm.bias": np.zeros(8, np.float32)}
+    for i in range(2):
+        for n, s in [("attention.self.query", (8, 8)), ("attention.self.key", (8, 8)),
+                     ("attention.self.value", (8, 8)), ("attention.output.dense", (8, 8)),
+                     ("intermediate.dense", (16, 8)), ("output.dense", (8, 16))]:
+            params[f"encoder.layer.{i}.{n}.weight"] = rng.normal(size=s).astype(np.float32)
+            params[f"encoder.layer.{i}.{n}.bias"] = np.zeros(s[0], np.float32)
+        for n in ("attention.output.LayerNorm", "output.LayerNorm"):
+            params[f"encoder.layer.{i}.{n}.weight"] = np.ones(8, np.float32)
+            params[f"encoder.layer.{i}.{n}.bias"] = np.zeros(8, np.float32)
+    out = tmp_path / "small"
+    resize_model(params, {"layers": 1, "hidden": 4}, config=cfg, out=out)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~mask
+    for f in out.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~mask
