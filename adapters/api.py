@@ -212,7 +212,7 @@ def resize_model(
         from .onnx import resize_onnx_model
 
         return resize_onnx_model(source, target, method=method, wavelet=wavelet, gain=gain,
-                                 mode=mode, out=out, overwrite=overwrite)
+                                 mode=mode, out=out, overwrite=overwrite, progress=progress)
     if out is not None and Path(out).exists() and not overwrite:
         raise OptionError(
             f"out={str(out)!r} already exists; pass overwrite=True to replace it or choose "

@@ -222,7 +222,7 @@ def _sizes_from_config(family, cfg, fallback):
 
 
 def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", gain=DEFAULT_GAIN,
-                 mode="periodization"):
+                 mode="periodization", progress=None):
     """Resize an in-memory model; return ``(new model, ResizeResult)``.
 
     Parameters
@@ -237,6 +237,8 @@ def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", ga
         resolved target sizes.
     method, wavelet, gain, mode : str
         Passed to :func:`botcore.adapters.resize_model`.
+    progress : callable, optional
+        Passed to :func:`botcore.adapters.resize_model` (``progress(done, total, name)``).
     """
     from .api import Record, ResizeResult
     from .onnx_analysis import analyse
@@ -251,7 +253,8 @@ def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", ga
 
         full = {k: v for k, v in dict(target or {}).items() if v is not None}
         result = resize_model(analysis.params, full, method=method, wavelet=wavelet, gain=gain,
-                              mode=mode, config=dict(analysis.config), family=analysis.family.name)
+                              mode=mode, config=dict(analysis.config), family=analysis.family.name,
+                              progress=progress)
         params = result.params
         config = dict(result.config)
         report = list(result.report)
@@ -305,7 +308,7 @@ def resize(src, dst, *, layers=None, hidden=None, heads=None, kv_heads=None, hea
 
 
 def resize_onnx_model(source, target, *, method="bot", wavelet="haar", gain=DEFAULT_GAIN,
-                      mode="periodization", out=None, overwrite=False, params=None, **_ignored):
+                      mode="periodization", out=None, overwrite=False, params=None, progress=None):
     """:func:`botcore.adapters.resize_model` for a ``.onnx`` source; see :func:`resize`.
 
     ``out`` is required: the result of an ONNX resize is a file.
@@ -321,7 +324,7 @@ def resize_onnx_model(source, target, *, method="bot", wavelet="haar", gain=DEFA
         raise FileExistsError(f"{str(dst)!r} exists. Pass overwrite=True to replace it.")
     model, external = load_model(src)
     new, result = resize_graph(model, target, params=params, method=method, wavelet=wavelet,
-                               gain=gain, mode=mode)
+                               gain=gain, mode=mode, progress=progress)
     result.out = save_model(new, dst, external=external, overwrite=overwrite)
     return result
 

@@ -255,3 +255,14 @@ def test_split_sizes_are_rewritten_as_input_and_as_attribute():
             assert news[1, "split"].tolist() == [4, 4, 4]
         assert builder.notes["split sizes"] == 1
         assert list(index.nodes[0].input) == list(node.input)  # the source node is untouched
+
+
+@needs_minilm
+def test_resize_model_on_onnx_reports_progress(tmp_path):
+    """resize_model("x.onnx", ..., progress=f) calls f once per signal, as for checkpoints."""
+    from botcore.adapters import resize_model
+
+    calls = []
+    resize_model(str(MINILM), {"layers": 2, "hidden": 192, "heads": 6}, out=tmp_path / "small.onnx",
+                 progress=lambda done, total, name: calls.append((done, total, name)))
+    assert calls and calls[-1][0] == calls[-1][1]
