@@ -39,17 +39,17 @@ from .transform import Pyramid, decompose, reconstruct
 __version__ = "0.1.0"
 
 __all__ = [
+    "GAINS",
+    "ROLES",
     "AxisPlan",
     "BackendError",
     "BotError",
     "DTypeError",
-    "GAINS",
     "ModeError",
     "OptionError",
     "ParameterKeyError",
     "Plan",
     "Pyramid",
-    "ROLES",
     "RoleError",
     "ShapeError",
     "TargetError",

@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 
+from ._files import default_permissions
 from .cli_load import (
     _is_matrix,
     check_onnx,
@@ -39,7 +40,6 @@ from .cli_load import (
     load_checkpoint,
     weight_modules,
 )
-from ._files import default_permissions
 from .errors import ParameterKeyError, ShapeError, UnsupportedModelError
 
 __all__ = ["ProgressBar", "run_inspect", "run_resize", "source_sizes", "stage_name", "staged_output"]

@@ -15,17 +15,17 @@ True
 from __future__ import annotations
 
 __all__ = [
-    "BotError",
-    "ShapeError",
-    "WaveletError",
-    "ModeError",
-    "RoleError",
-    "OptionError",
-    "DTypeError",
     "BackendError",
+    "BotError",
+    "DTypeError",
+    "ModeError",
+    "OptionError",
     "ParameterKeyError",
+    "RoleError",
+    "ShapeError",
     "TargetError",
     "UnsupportedModelError",
+    "WaveletError",
 ]
 
 

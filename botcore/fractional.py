@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["area_operator", "uniform_indices", "replicate_indices", "edge_pad_index"]
+__all__ = ["area_operator", "edge_pad_index", "replicate_indices", "uniform_indices"]
 
 
 def area_operator(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:

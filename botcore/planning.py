@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from .errors import ModeError, ShapeError
 from .wavelets import filter_bank
 
-__all__ = ["AxisPlan", "Plan", "plan", "MODES", "check_mode"]
+__all__ = ["MODES", "AxisPlan", "Plan", "check_mode", "plan"]
 
 #: PyWavelets' signal extension modes.
 MODES = (

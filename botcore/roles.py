@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 from .errors import RoleError
 
-__all__ = ["ROLES", "MEAN_ROLES", "SUM_ROLES", "normalize_roles"]
+__all__ = ["MEAN_ROLES", "ROLES", "SUM_ROLES", "normalize_roles"]
 
 MEAN_ROLES = frozenset({"depth", "out", "head", "head_dim"})
 SUM_ROLES = frozenset({"in", "in_head", "in_head_dim"})

@@ -43,10 +43,10 @@ class WeightSignal:
     def shape(self) -> tuple[int, ...]:
         return get_backend(self.data).shape(self.data)
 
-    def resize(self, shape, **options) -> "WeightSignal":
+    def resize(self, shape, **options) -> WeightSignal:
         """A new signal resized with :func:`botcore.resize` using this signal's roles."""
         return replace(self, data=resize(self.data, shape, roles=self.roles, **options))
 
-    def select(self, shape, **options) -> "WeightSignal":
+    def select(self, shape, **options) -> WeightSignal:
         """A new signal resized with :func:`botcore.select` using this signal's roles."""
         return replace(self, data=select(self.data, shape, roles=self.roles, **options))

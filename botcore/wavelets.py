@@ -93,7 +93,7 @@ def wavelet_names() -> list[str]:
     return list(pywt.wavelist(kind="discrete"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def filter_bank(wavelet: str) -> FilterBank:
     """Return the :class:`FilterBank` of a discrete wavelet known to PyWavelets.
 

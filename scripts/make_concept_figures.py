@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-import botcore  # noqa: E402
+import botcore
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "img"
 

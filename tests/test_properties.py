@@ -7,10 +7,10 @@ import pytest
 import pywt
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import ORTHOGONAL, WAVELETS, arrays, dyadic_pairs
 
 import botcore
 from botcore.fractional import area_operator
-from strategies import ORTHOGONAL, WAVELETS, arrays, dyadic_pairs
 
 wavelets = st.sampled_from(WAVELETS)
 gains_linear = st.sampled_from(["paper", "function"])
@@ -187,6 +187,7 @@ def test_std_gain_matches_source_std(x):
 )
 def test_numpy_haar_fast_path_is_bit_identical_to_pywt(x, dtype, axis):
     from botcore.backends import numpy as nb
+
     from botcore.wavelets import filter_bank
 
     axis = axis % x.ndim

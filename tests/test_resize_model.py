@@ -392,7 +392,6 @@ def test_written_directory_gets_umask_permissions(tmp_path):
     import stat
 
     import numpy as np
-
     from botcore.adapters import resize_model
 
     rng = np.random.default_rng(0)
