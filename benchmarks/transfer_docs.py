@@ -9,6 +9,8 @@ Files are written to a temporary name and renamed.
 Examples
 --------
 >>> page = "a\\n<!-- results:x -->\\nold\\n<!-- /results:x -->\\nb"
+>>> splice("<!-- results:x -->\\n<!-- /results:x -->", "x", "new")
+'<!-- results:x -->\\nnew\\n<!-- /results:x -->'
 >>> print(splice(page, "x", "new"))
 a
 <!-- results:x -->
@@ -31,8 +33,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def splice(page: str, case: str, body: str) -> str:
     """Replace the marked block of ``case`` in ``page`` with ``body``."""
-    pat = re.compile(rf"(<!-- results:{re.escape(case)} -->\n).*?(\n<!-- /results:{re.escape(case)} -->)", re.DOTALL)
-    return pat.sub(lambda m: m.group(1) + body + m.group(2), page)
+    pat = re.compile(rf"(<!-- results:{re.escape(case)} -->\n)(?:.*?\n)?(<!-- /results:{re.escape(case)} -->)",
+                     re.DOTALL)
+    return pat.sub(lambda m: m.group(1) + body + "\n" + m.group(2), page)
 
 
 def case_block(case: str) -> str:
