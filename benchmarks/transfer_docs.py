@@ -95,7 +95,8 @@ def headline() -> str:
             best = max(bots, key=lambda m: (bots[m]["flops_saved"]["mean"] if bots[m]["reached"] ==
                                             bots[m]["compared"] else -1), default=None)
             base = [m for m in ("weight_selection", "layer_select", "net2net") if m in methods]
-            both = lambda m, ms=methods: f"{_cell(ms.get(m), 'flops_saved', True)} / {_cell(ms.get(m), 'end', False)}"
+            def both(m, ms=methods):
+                return f"{_cell(ms.get(m), 'flops_saved', True)} / {_cell(ms.get(m), 'end', False)}"
             rows.append(" | ".join([
                 f"| {case} / {target}", TARGETS[case], f"`{best}`" if best else "–",
                 _cell(methods.get(best), "flops_saved", True) if best else "–",
