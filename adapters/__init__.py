@@ -19,7 +19,16 @@ Examples
 
 from __future__ import annotations
 
-from .api import DEFAULT_GAIN, ModelPlan, Record, ResizeResult, plan_model, resize_model
+from .api import (
+    DEFAULT_GAIN,
+    SHRINK_GAINS,
+    ModelPlan,
+    Record,
+    ResizeResult,
+    default_gain,
+    plan_model,
+    resize_model,
+)
 from .base import SIZES, Adapter, Rule
 from .checkpoint import load_source, write_directory
 from .methods import METHODS
@@ -36,6 +45,8 @@ __all__ = [
     "Record",
     "ResizeResult",
     "Rule",
+    "SHRINK_GAINS",
+    "default_gain",
     "detect_family",
     "from_signals",
     "get_adapter",

@@ -43,10 +43,58 @@ from .methods import METHODS, resize_signal
 from .registry import detect_family, get_adapter
 from .targets import resolve_target
 
-__all__ = ["DEFAULT_GAIN", "ModelPlan", "Record", "ResizeResult", "plan_model", "resize_model"]
+__all__ = [
+    "DEFAULT_GAIN",
+    "SHRINK_GAINS",
+    "ModelPlan",
+    "Record",
+    "ResizeResult",
+    "default_gain",
+    "plan_model",
+    "resize_model",
+]
 
-#: The default ``gain=`` of :func:`resize_model` (the transfer benchmark decides it).
+#: The gain :func:`resize_model` uses when growing, and for families without a
+#: measured shrink default. Set by the transfer benchmark (``docs/transfer.md``):
+#: it is the only gain that never failed badly, and it keeps a grown model's function.
 DEFAULT_GAIN = "function"
+
+#: The gain :func:`resize_model` uses when shrinking, per family, from the transfer
+#: benchmark: ``"std"`` led ``"function"`` by 13 points of FLOPs saved on BERT
+#: (all-MiniLM-L6-v2 -> 3x192) and 10 on the ViT shrink; ``"function"`` led by 25 on
+#: the SmolLM2 decoder, where ``"paper"`` and ``"std"`` never trained back to
+#: scratch's loss. GPT-2 follows the pre-norm decoder, DeiT and DINOv2 follow ViT
+#: (not measured separately).
+SHRINK_GAINS = {
+    "bert": "std",
+    "vit": "std",
+    "deit": "std",
+    "dinov2": "std",
+    "llama": "function",
+    "gpt2": "function",
+}
+
+
+def default_gain(family: str, source_sizes: Mapping, target_sizes: Mapping) -> str:
+    """The gain :func:`resize_model` uses when ``gain=None``.
+
+    A resize counts as shrinking when the hidden size shrinks, or stays and the
+    layer count shrinks; shrinking uses :data:`SHRINK_GAINS`, everything else
+    :data:`DEFAULT_GAIN`.
+
+    Examples
+    --------
+    >>> default_gain("bert", {"hidden": 384, "layers": 6}, {"hidden": 192, "layers": 3})
+    'std'
+    >>> default_gain("bert", {"hidden": 384, "layers": 6}, {"hidden": 768, "layers": 12})
+    'function'
+    >>> default_gain("llama", {"hidden": 576, "layers": 30}, {"hidden": 576, "layers": 15})
+    'function'
+    """
+    src_h, dst_h = source_sizes.get("hidden"), target_sizes.get("hidden")
+    shrinking = dst_h < src_h if dst_h != src_h else \
+        target_sizes.get("layers", 0) < source_sizes.get("layers", 0)
+    return SHRINK_GAINS.get(family, DEFAULT_GAIN) if shrinking else DEFAULT_GAIN
 
 
 @dataclass(frozen=True)
@@ -98,6 +146,7 @@ class ModelPlan:
     signals: dict = field(repr=False, default_factory=dict)
     shapes: dict = field(repr=False, default_factory=dict)
     source_dir: Path | None = None
+    gain: str = DEFAULT_GAIN
 
 
 def _check_net2net(src: dict, dst: dict) -> None:
@@ -111,7 +160,8 @@ def _check_net2net(src: dict, dst: dict) -> None:
 
 def _prepare(source, target, *, method, wavelet, gain, mode, config, family) -> ModelPlan:
     check_option(method, METHODS, "method")
-    check_option(gain, botcore.GAINS, "gain")
+    if gain is not None:
+        check_option(gain, botcore.GAINS, "gain")
     if target is not None and not isinstance(target, Mapping):
         raise TargetError(
             f"target must be a mapping such as {{'layers': 6, 'hidden': 384}}, "
@@ -125,6 +175,8 @@ def _prepare(source, target, *, method, wavelet, gain, mode, config, family) -> 
                            free_head_dim=adapter.free_head_dim)
     if method == "net2net":
         _check_net2net(layout.sizes, sizes)
+    if gain is None:
+        gain = default_gain(adapter.family, layout.sizes, sizes)
     new_config = adapter.write_config(config, sizes)
     shapes, records = {}, []
     for spec in layout.specs.values():  # plan the whole model before touching data
@@ -134,10 +186,10 @@ def _prepare(source, target, *, method, wavelet, gain, mode, config, family) -> 
         records.append(Record(spec.name, spec.members, spec.roles, spec.shape,
                               shapes[spec.name], f"planned: {method}"))
     return ModelPlan(adapter.family, dict(layout.sizes), sizes, new_config, records, adapter,
-                     layout, signals, shapes, source_dir)
+                     layout, signals, shapes, source_dir, gain)
 
 
-def plan_model(source, target=None, *, method="bot", wavelet="haar", gain=DEFAULT_GAIN,
+def plan_model(source, target=None, *, method="bot", wavelet="haar", gain=None,
                mode="periodization", config=None, family=None) -> ModelPlan:
     """Plan a resize from shapes only and validate it, without resizing any tensor.
 
@@ -164,7 +216,7 @@ def resize_model(
     *,
     method: str = "bot",
     wavelet: str = "haar",
-    gain: str = DEFAULT_GAIN,
+    gain: str | None = None,
     mode: str = "periodization",
     config=None,
     family: str | None = None,
@@ -186,8 +238,9 @@ def resize_model(
     method : {"bot", "weight_selection", "layer_select", "net2net"}, keyword-only
         See :mod:`botcore.adapters.methods`.
     wavelet, gain, mode : str, keyword-only
-        Passed to :func:`botcore.resize` (``method="bot"`` only). ``gain`` defaults
-        to :data:`DEFAULT_GAIN`.
+        Passed to :func:`botcore.resize` (``method="bot"`` only). ``gain=None``
+        (the default) picks the measured default for the family and direction:
+        :func:`default_gain`.
     config : mapping or PretrainedConfig, optional
         The Hugging Face config; read from ``config.json`` for directories.
     family : str, optional
@@ -227,6 +280,7 @@ def resize_model(
                     config=config, family=family)
     adapter, layout, signals, sizes, shapes = prep.adapter, prep.layout, prep.signals, \
         prep.sizes, prep.shapes
+    gain = prep.gain
     resized, report = {}, []
     total = len(layout.specs)
     for done, spec in enumerate(layout.specs.values(), 1):

@@ -40,7 +40,6 @@ from pathlib import Path
 
 from botcore.errors import OptionError, TargetError, UnsupportedModelError
 
-from .api import DEFAULT_GAIN
 
 __all__ = ["load_model", "resize", "resize_onnx_model", "resolve_sizes", "save_model"]
 
@@ -221,7 +220,7 @@ def _sizes_from_config(family, cfg, fallback):
             "ffn": int(ffn)}
 
 
-def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", gain=DEFAULT_GAIN,
+def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", gain=None,
                  mode="periodization", progress=None):
     """Resize an in-memory model; return ``(new model, ResizeResult)``.
 
@@ -272,7 +271,7 @@ def resize_graph(model, target, *, params=None, method="bot", wavelet="haar", ga
 
 
 def resize(src, dst, *, layers=None, hidden=None, heads=None, kv_heads=None, head_dim=None, ffn=None,
-           method="bot", wavelet="haar", gain=DEFAULT_GAIN, mode="periodization", overwrite=False,
+           method="bot", wavelet="haar", gain=None, mode="periodization", overwrite=False,
            params=None):
     """Resize the ONNX graph at ``src`` and write the result to ``dst``.
 
@@ -307,7 +306,7 @@ def resize(src, dst, *, layers=None, hidden=None, heads=None, kv_heads=None, hea
                              out=dst, overwrite=overwrite, params=params)
 
 
-def resize_onnx_model(source, target, *, method="bot", wavelet="haar", gain=DEFAULT_GAIN,
+def resize_onnx_model(source, target, *, method="bot", wavelet="haar", gain=None,
                       mode="periodization", out=None, overwrite=False, params=None, progress=None):
     """:func:`botcore.adapters.resize_model` for a ``.onnx`` source; see :func:`resize`.
 

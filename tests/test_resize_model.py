@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from botcore.adapters import (
     DEFAULT_GAIN,
+    SHRINK_GAINS,
     ResizeResult,
     from_signals,
     resize_model,
@@ -63,7 +64,7 @@ def test_result_unpacks_and_reports_every_parameter():
     q = next(rec for rec in r.report if rec.signal == "q")
     assert q.roles == ("depth", "head", "head_dim", "in")
     assert q.source_shape == (4, 4, 4, 16) and q.target_shape == (2, 2, 4, 8)
-    assert "gain=" + DEFAULT_GAIN in q.treatment
+    assert "gain=" + SHRINK_GAINS["bert"] in q.treatment  # a shrink: the measured per-family default
     assert new["encoder.layer.1.intermediate.dense.weight"].shape == (16, 8)
     assert "encoder.layer.2.output.dense.weight" not in new
 
@@ -275,7 +276,7 @@ def test_onnx_sources_are_forwarded(monkeypatch):
     fake.resize_onnx_model = lambda *a, **k: calls.append((a, k)) or "onnx-result"
     monkeypatch.setitem(sys.modules, "botcore.adapters.onnx", fake)
     assert resize_model("m.onnx", {"hidden": 8}, method="bot") == "onnx-result"
-    assert calls[0][0] == ("m.onnx", {"hidden": 8}) and calls[0][1]["gain"] == DEFAULT_GAIN
+    assert calls[0][0] == ("m.onnx", {"hidden": 8}) and calls[0][1]["gain"] is None  # resolved per family
 
 
 def test_importing_adapters_imports_no_framework():
@@ -418,3 +419,23 @@ def test_written_directory_gets_umask_permissions(tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~mask
     for f in out.iterdir():
         assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [({"layers": 2, "hidden": 8}, SHRINK_GAINS["bert"]), ({"layers": 8, "hidden": 32}, DEFAULT_GAIN)],
+)
+def test_default_gain_follows_family_and_direction(target, expected):
+    params = bert_params()
+    r = resize_model(params, target, config=CFG)
+    explicit = resize_model(params, target, config=CFG, gain=expected)
+    assert all(np.array_equal(r.params[k], explicit.params[k]) for k in r.params)
+    q = next(rec for rec in r.report if rec.signal == "q")
+    assert f"gain={expected}" in q.treatment
+
+
+def test_explicit_gain_overrides_the_default():
+    params = bert_params()
+    r = resize_model(params, {"layers": 2, "hidden": 8}, config=CFG, gain="paper")
+    q = next(rec for rec in r.report if rec.signal == "q")
+    assert "gain=paper" in q.treatment
