@@ -100,7 +100,8 @@ def _add_transform(p) -> None:
     p.add_argument("--wavelet", default="haar", metavar="NAME",
                    help="any discrete PyWavelets wavelet (default: haar)")
     p.add_argument("--gain", choices=("paper", "function", "std"), default=None,
-                   help="magnitude convention (default: the library's default)")
+                   help="magnitude convention (default: measured per family: function when "
+                        "growing; std for BERT/ViT, function for decoders when shrinking)")
     p.add_argument("--mode", default="periodization", metavar="MODE", help=argparse.SUPPRESS)
 
 
@@ -153,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", metavar="DIR", help="keep the two resized models in DIR (default: a temp dir)")
     d.add_argument("--method", choices=METHODS, default="bot", help="resize method (default: bot)")
     d.add_argument("--gain", choices=("paper", "function", "std"), default=None,
-                   help="magnitude convention (default: the library's default)")
+                   help="magnitude convention (default: measured per family: function when "
+                        "growing; std for BERT/ViT, function for decoders when shrinking)")
     d.add_argument("--wavelet", default="haar", metavar="NAME", help="wavelet (default: haar)")
     d.add_argument("--overwrite", action="store_true", help="replace DIR/small and DIR/large if they exist")
     return parser
