@@ -135,11 +135,12 @@ def write_markdown(path: Path, data: dict, summary: dict, *, metric: str, higher
     """Write the case's markdown table(s) (one per target)."""
     st = data["settings"]
     b = st["budget"]
+    seeds = sorted({seed for runs in summary.values() for s in runs.values() for seed in s["seeds"]})
     lines = [f"# Transfer benchmark: {st['case']}{' (quick smoke run: numbers mean nothing)' if st['quick'] else ''}",
              "",
              f"Source: {st.get('family')} {st.get('source_config', {})}. Task: {st['task']}, metric: {metric} "
              f"({'higher' if higher else 'lower'} is better). Budget per run: {b['steps']} steps of batch "
-             f"{b['batch']}, lr {b['lr']}, eval every {b['eval_every']} steps, seeds {b['seeds']}. "
+             f"{b['batch']}, lr {b['lr']}, eval every {b['eval_every']} steps, seeds run {seeds}. "
              f"{st['optimizer']}. Data: {st.get('data', {})}.",
              "",
              "Cells: mean over seeds (min–max). *reach* = first step (interpolated between evaluations) at which "
