@@ -33,7 +33,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -188,8 +188,12 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=None, methods=None,
-             targets=None, log=print) -> dict:
-    """Run (or resume) one case and write its JSON, markdown table and figure; return the JSON dict."""
+             targets=None, steps: int | None = None, log=print) -> dict:
+    """Run (or resume) one case and write its JSON, markdown table and figure; return the JSON dict.
+
+    ``steps`` overrides the case's budget (evaluating about 16 times per run) and
+    writes ``<case>-<steps>steps.*`` beside the standard results.
+    """
     import torch
     from transfer_models import FAMILIES
     from transfer_tasks import make_task
@@ -197,10 +201,12 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
     torch.set_num_threads(int(os.environ.get("BOT_TRANSFER_THREADS", "1")))
     case = CASES[name]
     budget = case.quick if quick else case.full
+    if steps:
+        budget = replace(budget, steps=steps, eval_every=max(1, steps // 16))
     seeds = tuple(seeds) if seeds else budget.seeds
     out = Path(out) if out else RESULTS
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / (f"{name}-quick" if quick else name)
+    stem = out / (f"{name}-quick" if quick else f"{name}-{steps}steps" if steps else name)
     settings = {"case": name, "quick": quick, "budget": asdict(budget) | {"seeds": list(seeds)},
                 "targets": case.targets, "family": case.family, "task": case.task,
                 "optimizer": "AdamW betas (0.9, 0.95), weight decay 0.01, grad clip 1.0, "
@@ -282,11 +288,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="*", default=None)
     ap.add_argument("--methods", nargs="*", default=None)
     ap.add_argument("--targets", nargs="*", default=None)
+    ap.add_argument("--steps", type=int, default=None,
+                    help="override the budget's steps (results go to <case>-<steps>steps.*)")
     args = ap.parse_args(argv)
     names = list(CASES) if "all" in args.case else list(dict.fromkeys(args.case))
     for n in names:
         run_case(n, quick=args.quick, out=args.out, seeds=args.seeds, methods=args.methods,
-                 targets=args.targets, log=lambda s: print(s, flush=True))
+                 targets=args.targets, steps=args.steps, log=lambda s: print(s, flush=True))
     return 0
 
 
