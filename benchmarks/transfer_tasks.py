@@ -213,7 +213,7 @@ def train(model, task: Task, *, steps: int, batch: int, lr: float, seed: int, ev
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        train_loss.append(float(loss))
+        train_loss.append(float(loss.detach()))
         if step % eval_every == 0 or step == steps:
             ev = task.evaluate(model)
             eval_steps.append(step)
