@@ -15,6 +15,7 @@ path; index arrays and Python floats are the only host values):
 ``ops.interleave(even, odd, axis)`` samples ``even[0], odd[0], even[1], ...`` along ``axis``
 ``ops.upsample(x, w_even, w_odd, axis)``  ``interleave(w_even * x, w_odd * x, axis)`` in one pass
 ``ops.pairs(x, axis, w0, w1)``      optional: ``w0 * x[0::2] + w1 * x[1::2]`` (the Haar analysis step)
+``ops.constant(a, like)``           NumPy array ``a`` as an array of ``like``'s dtype and device
 
 The index arithmetic comes from :class:`botcore.wavelets.FilterBank` stencils,
 which reproduce ``pywt`` periodization exactly for every even length. Haar
@@ -114,6 +115,24 @@ def take(ops, x, index, axis: int, *, max_runs: int = 8):
         return x
     pieces = [ops.axis_slice(x, axis, start, 1, length) for start, length in parts]
     return pieces[0] if len(pieces) == 1 else ops.concat(pieces, axis)
+
+
+def resample(ops, x, index, weight, *, axis: int):
+    """The contract's ``resample``: ``y[i] = sum_t weight[t, i] * x[index[t, i]]`` along ``axis``."""
+    import numpy as np
+
+    ndim = len(ops.shape(x))
+    axis = axis % ndim
+    shape_w = [1] * ndim
+    shape_w[axis] = index.shape[1]
+    out = None
+    for t in range(index.shape[0]):
+        term = take(ops, x, index[t], axis)
+        w = weight[t]
+        if not np.all(w == 1.0):
+            term = term * ops.constant(np.reshape(w, shape_w), term)
+        out = term if out is None else out + term
+    return out
 
 
 def check_mode(mode: str, name: str) -> None:

@@ -143,17 +143,11 @@ def idwt(a, d, bank, *, axis, mode):
 
 
 def resample(x, index, weight, *, axis):
-    axis = axis % x.ndim
-    shape_w = [1] * x.ndim
-    shape_w[axis] = index.shape[1]
-    out = None
-    for t in range(index.shape[0]):
-        term = _stencil.take(_this, x, index[t], axis)
-        w = weight[t]
-        if not np.all(w == 1.0):
-            term = term * np.asarray(w, dtype=x.dtype).reshape(shape_w)
-        out = term if out is None else out + term
-    return out
+    return _stencil.resample(_this, x, index, weight, axis=axis)
+
+
+def constant(a, like):
+    return jnp.asarray(a, dtype=like.dtype)
 
 
 def scale(x, factor):

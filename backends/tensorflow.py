@@ -149,18 +149,11 @@ def idwt(a, d, bank, *, axis, mode):
 
 
 def resample(x, index, weight, *, axis):
-    x = tf.convert_to_tensor(x)
-    axis = axis % len(x.shape)
-    shape_w = [1] * len(x.shape)
-    shape_w[axis] = index.shape[1]
-    out = None
-    for t in range(index.shape[0]):
-        term = _stencil.take(_this, x, index[t], axis)
-        w = weight[t]
-        if not np.all(w == 1.0):
-            term = term * tf.constant(np.reshape(w, shape_w), dtype=x.dtype)
-        out = term if out is None else out + term
-    return out
+    return _stencil.resample(_this, tf.convert_to_tensor(x), index, weight, axis=axis)
+
+
+def constant(a, like):
+    return tf.constant(a, dtype=like.dtype)
 
 
 def scale(x, factor):

@@ -130,17 +130,11 @@ def idwt(a, d, bank, *, axis, mode):
 
 
 def resample(x, index, weight, *, axis):
-    axis = axis % x.dim()
-    shape_w = [1] * x.dim()
-    shape_w[axis] = index.shape[1]
-    out = None
-    for t in range(index.shape[0]):
-        term = _stencil.take(_this, x, index[t], axis)
-        w = weight[t]
-        if not np.all(w == 1.0):
-            term = term * torch.as_tensor(w, dtype=x.dtype, device=x.device).reshape(shape_w)
-        out = term if out is None else out + term
-    return out
+    return _stencil.resample(_this, x, index, weight, axis=axis)
+
+
+def constant(a, like):
+    return torch.as_tensor(a, dtype=like.dtype, device=like.device)
 
 
 def scale(x, factor):
