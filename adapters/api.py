@@ -35,12 +35,13 @@ from pathlib import Path
 
 import botcore
 from botcore._checks import check_option
-from botcore.errors import OptionError, TargetError
+from botcore.errors import OptionError, TargetError, UnsupportedModelError
 from botcore.signal import WeightSignal
 
 from .checkpoint import load_source, write_directory
 from .methods import METHODS, resize_signal
 from .registry import detect_family, get_adapter
+from .rotation import rotate_residual
 from .targets import resolve_target
 
 __all__ = [
@@ -158,8 +159,11 @@ def _check_net2net(src: dict, dst: dict) -> None:
         )
 
 
-def _prepare(source, target, *, method, wavelet, gain, mode, config, family) -> ModelPlan:
+def _prepare(source, target, *, method, wavelet, gain, mode, config, family, rotate=None) -> ModelPlan:
     check_option(method, METHODS, "method")
+    if rotate is not None and method != "bot":
+        raise OptionError(f"rotate= is an option of method='bot', not of method={method!r}; "
+                          "pass rotate=None")
     if gain is not None:
         check_option(gain, botcore.GAINS, "gain")
     if target is not None and not isinstance(target, Mapping):
@@ -177,6 +181,15 @@ def _prepare(source, target, *, method, wavelet, gain, mode, config, family) -> 
         _check_net2net(layout.sizes, sizes)
     if gain is None:
         gain = default_gain(adapter.family, layout.sizes, sizes)
+    if rotate is not None:
+        if adapter.family != "llama":
+            raise UnsupportedModelError(
+                f"rotate= needs RMSNorm (Llama-family decoders); {adapter.family} uses "
+                "LayerNorm, which an orthogonal rotation does not commute with; pass rotate=None"
+            )
+        params, config = rotate_residual(params, config, rotate, target_hidden=sizes["hidden"],
+                                         wavelet=wavelet, mode=mode)
+        layout, signals = adapter.analyse(params, config)
     new_config = adapter.write_config(config, sizes)
     shapes, records = {}, []
     for spec in layout.specs.values():  # plan the whole model before touching data
@@ -190,7 +203,7 @@ def _prepare(source, target, *, method, wavelet, gain, mode, config, family) -> 
 
 
 def plan_model(source, target=None, *, method="bot", wavelet="haar", gain=None,
-               mode="periodization", config=None, family=None) -> ModelPlan:
+               mode="periodization", config=None, family=None, rotate=None) -> ModelPlan:
     """Plan a resize from shapes only and validate it, without resizing any tensor.
 
     Takes the arguments of :func:`resize_model` (no ``out``); raises the same errors.
@@ -207,7 +220,7 @@ def plan_model(source, target=None, *, method="bot", wavelet="haar", gain=None,
     (4, (2, 4, 2, 16), 4)
     """
     return _prepare(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
-                    config=config, family=family)
+                    config=config, family=family, rotate=rotate)
 
 
 def resize_model(
@@ -223,6 +236,7 @@ def resize_model(
     out=None,
     overwrite: bool = False,
     progress=None,
+    rotate=None,
 ) -> ResizeResult:
     """Resize a checkpoint to ``target`` sizes.
 
@@ -252,6 +266,12 @@ def resize_model(
         Replace an existing ``out``.
     progress : callable, optional
         Called as ``progress(done, total, signal_name)`` after each signal.
+    rotate : array-like, keyword-only, optional
+        ``method="bot"``, Llama family: the ``(hidden, hidden)`` second moments of
+        the source's residual stream (:func:`botcore.adapters.rotation.residual_moments`).
+        The stream is first rotated, exactly, so that the hidden-size resize keeps
+        its principal subspace; a tied LM head comes out untied. ``None`` (the
+        default) resizes the weights as they are.
 
     Returns
     -------
@@ -264,6 +284,9 @@ def resize_model(
     if isinstance(source, (str, Path)) and str(source).endswith(".onnx"):
         from .onnx import resize_onnx_model
 
+        if rotate is not None:
+            raise OptionError("rotate= is not offered for ONNX graphs; resize the PyTorch / "
+                              "safetensors checkpoint instead, or pass rotate=None")
         return resize_onnx_model(source, target, method=method, wavelet=wavelet, gain=gain,
                                  mode=mode, out=out, overwrite=overwrite, progress=progress)
     if out is not None and Path(out).exists() and not overwrite:
@@ -277,7 +300,7 @@ def resize_model(
             f"out={str(out)!r} is the source directory; write the resized model elsewhere"
         )
     prep = _prepare(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
-                    config=config, family=family)
+                    config=config, family=family, rotate=rotate)
     adapter, layout, signals, sizes, shapes = prep.adapter, prep.layout, prep.signals, \
         prep.sizes, prep.shapes
     gain = prep.gain

@@ -55,9 +55,11 @@ def parse_method(name: str) -> tuple[str, dict]:
     """
     parts = name.split(":")
     if parts[0] == "bot":
-        if len(parts) != 3:
-            raise ValueError(f"method {name!r}: expected 'bot:<gain>:<wavelet>', e.g. 'bot:function:haar'")
-        return "bot", {"gain": parts[1], "wavelet": parts[2]}
+        if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "pca"):
+            raise ValueError(f"method {name!r}: expected 'bot:<gain>:<wavelet>[:pca]', "
+                             "e.g. 'bot:function:haar'")
+        opts = {"gain": parts[1], "wavelet": parts[2]}
+        return "bot", opts | ({"rotate": "pca"} if len(parts) == 4 else {})
     if len(parts) != 1:
         raise ValueError(f"method {name!r}: only 'bot:<gain>:<wavelet>' takes options")
     return parts[0], {}
@@ -108,7 +110,31 @@ class Family:
 
         base, opts = parse_method(method)
         cfg = None if isinstance(self.source, (str, Path)) else self.config
+        if opts.get("rotate") == "pca":
+            opts["rotate"] = self.residual_moments()
         return resize_model(self.source, dict(target), method=base, config=cfg, **opts)
+
+    def residual_moments(self, rows: int = 16, batch: int = 4):
+        """Residual-stream second moments of the source on the first ``rows`` training rows.
+
+        The calibration input of the ``:pca`` methods (computed once, cached on the family).
+        """
+        if getattr(self, "_moments", None) is None:
+            import torch
+            from transfer_tasks import make_task
+
+            from botcore.adapters.rotation import residual_moments
+
+            cls = _model_class(self.name, self.task)
+            model = cls(cls.config_class(**self.config))
+            params = self.source if isinstance(self.source, dict) else None
+            if params is None:
+                raise ValueError(f"{self.name}: residual moments need an in-memory source")
+            model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in params.items()},
+                                  strict=False)
+            x = torch.from_numpy(make_task(self.task).train_x[:rows])
+            self._moments = residual_moments(model, [x[i:i + batch] for i in range(0, rows, batch)])
+        return self._moments
 
     def target_config(self, target: dict) -> dict:
         """The target's HF config: the source config with the target sizes (used for scratch).

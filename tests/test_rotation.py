@@ -1,0 +1,133 @@
+"""The residual rotation (``resize_model(rotate=...)``): exact alone, the right subspace when resizing."""
+
+import numpy as np
+import pytest
+
+import botcore
+from botcore.adapters import resize_model
+from botcore.adapters.rotation import principal_basis, rotate_residual, rotation_for
+from botcore.errors import OptionError, UnsupportedModelError
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def _llama(*, tied, model_type="llama", seed=0, **extra):
+    torch.manual_seed(seed)
+    cls = transformers.Qwen2Config if model_type == "qwen2" else transformers.LlamaConfig
+    cfg = cls(vocab_size=40, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied, **extra)
+    model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:  # non-trivial RMSNorm gains: folding them must be exact
+                p.copy_(torch.rand_like(p) + 0.5)
+            elif name.endswith("bias"):
+                p.normal_()
+    return model
+
+
+def _moments(model, seed=0):
+    from botcore.adapters.rotation import residual_moments
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, model.config.vocab_size, (3, 9), generator=g)
+    return residual_moments(model, [ids[:2], ids[2:]])
+
+
+def _logits(model, params, config):
+    cls = type(model)
+    new = cls(type(model.config)(**config)).eval()
+    missing, unexpected = new.load_state_dict(params, strict=False)
+    assert not unexpected and not [k for k in missing if k != "lm_head.weight" or not config.get(
+        "tie_word_embeddings")]
+    ids = torch.arange(12).reshape(2, 6) % model.config.vocab_size
+    with torch.no_grad():
+        return model(ids).logits, new(ids).logits
+
+
+@pytest.mark.parametrize("tied,model_type,extra", [
+    (False, "llama", {}),
+    (True, "llama", {}),
+    (False, "llama", {"mlp_bias": True, "attention_bias": True}),
+    (True, "qwen2", {}),
+])
+def test_rotation_alone_keeps_the_outputs(tied, model_type, extra):
+    model = _llama(tied=tied, model_type=model_type, **extra)
+    params = dict(model.state_dict())
+    before = {k: v.clone() for k, v in params.items()}
+    res = resize_model(params, None, config=model.config.to_dict(), rotate=_moments(model))
+    assert res.config["tie_word_embeddings"] is False
+    assert all(isinstance(v, torch.Tensor) and v.dtype == torch.float32 for v in res.params.values())
+    old, new = _logits(model, res.params, res.config)
+    assert torch.allclose(old, new, atol=1e-5 * old.abs().max().item())
+    norm = res.params["model.norm.weight"]
+    assert torch.equal(norm, torch.ones_like(norm))
+    assert all(torch.equal(before[k], params[k]) for k in params)  # the input is untouched
+
+
+def test_rotation_changes_the_weights():
+    model = _llama(tied=False)
+    params = dict(model.state_dict())
+    res = resize_model(params, None, config=model.config.to_dict(), rotate=_moments(model))
+    emb = "model.embed_tokens.weight"
+    assert not torch.allclose(res.params[emb], params[emb])
+    # a rotation: the embedding rows keep their norms
+    assert torch.allclose(res.params[emb].norm(dim=1), params[emb].norm(dim=1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("wavelet,m", [("haar", 8), ("haar", 4), ("db2", 8), ("haar", 12)])
+def test_resize_after_rotation_keeps_the_principal_subspace(wavelet, m):
+    n = 16
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, n)) * np.geomspace(10, 0.1, n)
+    u = principal_basis(x.T @ x)
+    analysis = botcore.resize(np.eye(n), (m, n), wavelet=wavelet, gain="paper")
+    q = rotation_for(u, analysis)
+    np.testing.assert_allclose(q.T @ q, np.eye(n), atol=1e-12)
+    kept = analysis @ q.T  # the resize of rotated coordinates, as a map of the original ones
+    np.testing.assert_allclose(kept @ u[:, m:], 0, atol=1e-10)
+    assert np.linalg.matrix_rank(kept @ u[:, :m]) == m
+
+
+def test_shrink_with_rotation_loads_and_beats_plain_on_its_own_energy():
+    model = _llama(tied=True)
+    params = dict(model.state_dict())
+    moments = _moments(model)
+    res = resize_model(params, {"hidden": 8}, config=model.config.to_dict(), rotate=moments)
+    small = transformers.LlamaForCausalLM(transformers.LlamaConfig(**res.config)).eval()
+    assert not small.load_state_dict(res.params, strict=False).unexpected_keys
+    ids = torch.arange(10).reshape(1, 10)
+    with torch.no_grad():
+        assert torch.isfinite(small(ids).logits).all()
+    assert res.params["lm_head.weight"].shape == (40, 8)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.eye(8), r"shape \(8, 8\).*hidden size is 16"),
+    (np.triu(np.ones((16, 16))), "symmetric"),
+    ("pca", "second-moment matrix|symmetric|shape"),
+])
+def test_bad_moments_are_refused(bad, match):
+    model = _llama(tied=False)
+    with pytest.raises(OptionError, match=match):
+        resize_model(dict(model.state_dict()), None, config=model.config.to_dict(), rotate=bad)
+
+
+def test_rotation_is_refused_where_it_cannot_be_exact(tmp_path):
+    model = _llama(tied=False)
+    cfg = model.config.to_dict()
+    moments = np.eye(16)
+    with pytest.raises(OptionError, match="method='bot'"):
+        resize_model(dict(model.state_dict()), None, config=cfg, method="weight_selection",
+                     rotate=moments)
+    headless = {k[len("model."):]: v for k, v in model.state_dict().items() if k.startswith("model.")}
+    with pytest.raises(UnsupportedModelError, match="LM head"):
+        rotate_residual(headless, cfg, moments)
+    bert = dict(model_type="bert", num_hidden_layers=1, hidden_size=4, num_attention_heads=1,
+                intermediate_size=8)
+    p = {"encoder.layer.0.attention.self.query.weight": np.zeros((4, 4), np.float32)}
+    with pytest.raises(UnsupportedModelError, match="RMSNorm"):
+        resize_model(p, None, config=bert, rotate=np.eye(4))
+    with pytest.raises(OptionError, match="ONNX"):
+        resize_model(str(tmp_path / "m.onnx"), None, rotate=moments)
