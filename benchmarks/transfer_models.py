@@ -121,9 +121,8 @@ class Family:
         """
         if getattr(self, "_moments", None) is None:
             import torch
-            from transfer_tasks import make_task
-
             from botcore.adapters.rotation import residual_moments
+            from transfer_tasks import make_task
 
             cls = _model_class(self.name, self.task)
             model = cls(cls.config_class(**self.config))

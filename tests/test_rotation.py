@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-
-import botcore
 from botcore.adapters import resize_model
 from botcore.adapters.rotation import principal_basis, rotate_residual, rotation_for
+
+import botcore
 from botcore.errors import OptionError, UnsupportedModelError
 
 torch = pytest.importorskip("torch")
