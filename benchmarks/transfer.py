@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from transfer_report import summarize, write_figure, write_markdown
 
-__all__ = ["CASES", "Case", "main", "run_case"]
+__all__ = ["CASES", "Case", "main", "merge_runs", "run_case"]
 
 GAINS = ("paper", "function", "std")
 WAVELETS = ("haar", "db2", "coif3", "bior6.8")
@@ -280,6 +280,31 @@ def write_outputs(stem: Path, data: dict, *, task_metric: str, higher: bool) -> 
     write_figure(stem.with_suffix(".png"), data, metric=task_metric)
 
 
+def merge_runs(name: str, paths, *, out: Path | None = None, log=print) -> dict:
+    """Add the runs of other result JSONs of case ``name`` (same budget) to its standard results.
+
+    This is how two processes share one case: each writes its own ``--out``
+    folder, and the runs are merged afterwards (a run already present is kept).
+    """
+    stem = (Path(out) if out else RESULTS) / name
+    data = json.loads(stem.with_suffix(".json").read_text())
+    have = {(r["target"], r["method"], r["seed"]) for r in data["runs"]}
+    for path in paths:
+        other = json.loads(Path(path).read_text())
+        if other["settings"]["budget"] | {"seeds": []} != data["settings"]["budget"] | {"seeds": []}:
+            raise ValueError(f"{path}: its budget {other['settings']['budget']} differs from "
+                             f"{stem}.json's {data['settings']['budget']}; only equal budgets merge")
+        new = [r for r in other["runs"] if (r["target"], r["method"], r["seed"]) not in have]
+        data["runs"].extend(new)
+        have |= {(r["target"], r["method"], r["seed"]) for r in new}
+        data["settings"]["budget"]["seeds"] = sorted({*data["settings"]["budget"]["seeds"],
+                                                      *other["settings"]["budget"]["seeds"]})
+        log(f"[{name}] merged {len(new)} run(s) from {path}")
+    metric = data["settings"]["data"]["metric"]
+    write_outputs(stem, data, task_metric=metric, higher=metric == "accuracy")
+    return data
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--case", required=True, nargs="+", choices=[*CASES, "all"],
@@ -291,8 +316,16 @@ def main(argv=None) -> int:
     ap.add_argument("--targets", nargs="*", default=None)
     ap.add_argument("--steps", type=int, default=None,
                     help="override the budget's steps (results go to <case>-<steps>steps.*)")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                    help="add the runs of these result files (same case and budget) to the case's "
+                         "results instead of running anything")
     args = ap.parse_args(argv)
     names = list(CASES) if "all" in args.case else list(dict.fromkeys(args.case))
+    if args.merge:
+        if len(names) != 1:
+            raise SystemExit("--merge takes exactly one --case")
+        merge_runs(names[0], args.merge, out=args.out, log=lambda s: print(s, flush=True))
+        return 0
     for n in names:
         run_case(n, quick=args.quick, out=args.out, seeds=args.seeds, methods=args.methods,
                  targets=args.targets, steps=args.steps, log=lambda s: print(s, flush=True))

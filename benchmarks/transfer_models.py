@@ -104,11 +104,23 @@ class Family:
     source: object
     config: dict
 
-    def resize(self, method: str, target: dict):
-        """Run ``botcore.adapters.resize_model`` for a method label (not ``scratch``)."""
+    def resize(self, method: str, target: dict, *, source=None, config=None):
+        """Run ``botcore.adapters.resize_model`` for a method label (not ``scratch``).
+
+        A label ``"<depth method>/<width method>"`` (an ablation) resizes in two
+        stages: the first method changes only the layer count, the second every
+        other size.
+        """
         from botcore.adapters import resize_model
 
+        if "/" in method:
+            first, second = method.split("/", 1)
+            staged = self.resize(first, {"layers": target["layers"]})
+            rest = {k: v for k, v in target.items() if k != "layers"}
+            return self.resize(second, rest, source=dict(staged.params), config=dict(staged.config))
         base, opts = parse_method(method)
+        if source is not None:
+            return resize_model(source, dict(target), method=base, config=config, **opts)
         cfg = None if isinstance(self.source, (str, Path)) else self.config
         if opts.get("rotate") == "pca":
             opts["rotate"] = self.residual_moments()
