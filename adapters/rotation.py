@@ -271,7 +271,8 @@ def rotate_residual(params: Mapping, config: Mapping, moments, *, target_hidden:
         raise UnsupportedModelError("rotate= found no residual-stream weights "
                                     "(embed_tokens, q/k/v/gate/up, o_proj/down_proj) in the checkpoint")
     m = n if target_hidden is None else int(target_hidden)
-    q = rotation_for(basis, _hidden_analysis(n, m, wavelet=wavelet, mode=mode))
+    # growing (or keeping) the width loses no direction: the principal basis itself will do
+    q = basis if m >= n else rotation_for(basis, _hidden_analysis(n, m, wavelet=wavelet, mode=mode))
     for name in readers + [embed]:
         work[name] = work[name] @ q
     for name in writers:

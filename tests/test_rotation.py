@@ -90,7 +90,7 @@ def test_resize_after_rotation_keeps_the_principal_subspace(wavelet, m):
     assert np.linalg.matrix_rank(kept @ u[:, :m]) == m
 
 
-def test_shrink_with_rotation_loads_and_beats_plain_on_its_own_energy():
+def test_shrink_and_growth_with_rotation_load_as_llama():
     model = _llama(tied=True)
     params = dict(model.state_dict())
     moments = _moments(model)
@@ -101,6 +101,9 @@ def test_shrink_with_rotation_loads_and_beats_plain_on_its_own_energy():
     with torch.no_grad():
         assert torch.isfinite(small(ids).logits).all()
     assert res.params["lm_head.weight"].shape == (40, 8)
+    grown = resize_model(params, {"hidden": 32, "layers": 3}, config=model.config.to_dict(),
+                         rotate=moments)
+    assert grown.params["lm_head.weight"].shape == (40, 32)
 
 
 @pytest.mark.parametrize("bad,match", [
