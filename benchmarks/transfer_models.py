@@ -107,12 +107,20 @@ class Family:
     def resize(self, method: str, target: dict, *, source=None, config=None):
         """Run ``botcore.adapters.resize_model`` for a method label (not ``scratch``).
 
-        A label ``"<depth method>/<width method>"`` (an ablation) resizes in two
-        stages: the first method changes only the layer count, the second every
-        other size.
+        Two ablation labels: ``"<depth method>/<width method>"`` resizes in two
+        stages (the first method changes only the layer count, the second every
+        other size); ``"<method>+<part>:<other method>"`` takes the parameters whose
+        name contains ``part`` from the other method (``bot:std:haar+embeddings:weight_selection``).
         """
         from botcore.adapters import resize_model
 
+        if "+" in method:
+            first, swap = method.split("+", 1)
+            part, second = swap.split(":", 1)
+            res, other = self.resize(first, target), self.resize(second, target)
+            params = {k: (other.params[k] if part in k else v) for k, v in res.params.items()}
+            return type(res)(params, res.config, family=res.family, sizes=res.sizes,
+                             source_sizes=res.source_sizes)
         if "/" in method:
             first, second = method.split("/", 1)
             staged = self.resize(first, {"layers": target["layers"]})
