@@ -111,6 +111,8 @@ class Family:
         stages (the first method changes only the layer count, the second every
         other size); ``"<method>+<part>:<other method>"`` takes the parameters whose
         name contains ``part`` from the other method (``bot:std:haar+embeddings:weight_selection``).
+        ``"<method>:untie"`` unties a tied LM head first (the head starts as a copy of
+        the embedding): the control for ``:pca``, which has to untie it.
         """
         from botcore.adapters import resize_model
 
@@ -126,6 +128,13 @@ class Family:
             staged = self.resize(first, {"layers": target["layers"]})
             rest = {k: v for k, v in target.items() if k != "layers"}
             return self.resize(second, rest, source=dict(staged.params), config=dict(staged.config))
+        if method.endswith(":untie"):  # control for :pca, which unties a tied LM head
+            if not isinstance(self.source, dict) or not self.config.get("tie_word_embeddings"):
+                raise ValueError(f"{method}: needs an in-memory source with a tied LM head")
+            embed = next(k for k in self.source if k.endswith("embed_tokens.weight"))
+            params = {**self.source, "lm_head.weight": np.array(self.source[embed], copy=True)}
+            return self.resize(method[: -len(":untie")], target, source=params,
+                               config={**self.config, "tie_word_embeddings": False})
         base, opts = parse_method(method)
         if source is not None:
             return resize_model(source, dict(target), method=base, config=config, **opts)
