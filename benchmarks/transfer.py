@@ -17,6 +17,11 @@ budget, data order and evaluation set. ``bot:<gain>:<wavelet>:dsum`` is a
 "beyond the paper" variant: after the resize, the residual-writing projections of a
 pre-LN model (attention output and FFN output, weights and biases) are scaled by
 source layers / target layers, so that depth keeps their sum rather than their mean.
+``bot:<gain>:<wavelet>:pca`` first rotates a decoder's residual stream onto its
+principal subspace (``resize_model(rotate=...)``, calibrated on the first 16
+training rows); ``bot:<gain>:<wavelet>:untie`` is its control (the tied LM head
+untied, nothing rotated). Ablation labels: ``<depth method>/<width method>`` and
+``<method>+<part>:<other method>`` (see ``transfer_models.Family.resize``).
 
 Examples
 --------
@@ -101,6 +106,10 @@ class Case:
         return ["scratch", *self.baselines(), *bot, *self.extra_methods]
 
 
+#: Where BoT's loss to weight selection comes from (bert-l2s 3x192; docs/transfer.md).
+ABLATIONS = ["layer_select/bot:std:haar", "bot:std:haar/weight_selection",
+             "bot:std:haar+embeddings:weight_selection", "weight_selection+embeddings:bot:std:haar"]
+
 #: BoT labels with Haar and every gain (the cheapest documented subset).
 BOT_HAAR = bot_grid(GAINS, ("haar",))
 
@@ -112,7 +121,7 @@ CASES = {
         grow=False,
         full=Budget(steps=500, batch=8, lr=3e-4, eval_every=31),
         quick=Budget(steps=2, batch=2, lr=3e-4, eval_every=1, seeds=(0,), eval_rows=4),
-        bot_methods=BOT_SUBSET, bot_methods_by_target={"4x256": BOT_HAAR},
+        bot_methods=BOT_SUBSET, bot_methods_by_target={"4x256": BOT_HAAR, "3x192": BOT_SUBSET + ABLATIONS},
     ),
     "decoder-l2s": Case(
         "decoder-l2s", "llama", "clm",
@@ -121,7 +130,7 @@ CASES = {
         full=Budget(steps=160, batch=4, lr=3e-4, eval_every=10, eval_rows=16),
         quick=Budget(steps=2, batch=2, lr=3e-4, eval_every=1, seeds=(0,), eval_rows=2),
         bot_methods=[*BOT_HAAR, "bot:function:db2"],
-        extra_methods=["bot:function:haar:pca", "bot:function:haar:dsum"],
+        extra_methods=["bot:function:haar:pca", "bot:function:haar:untie", "bot:function:haar:dsum"],
     ),
     "bert-s2l": Case(
         "bert-s2l", "bert", "mlm",
