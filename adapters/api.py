@@ -61,11 +61,11 @@ __all__ = [
 DEFAULT_GAIN = "function"
 
 #: The gain :func:`resize_model` uses when shrinking, per family, from the transfer
-#: benchmark: ``"std"`` led ``"function"`` by 13 points of FLOPs saved on BERT
-#: (all-MiniLM-L6-v2 -> 3x192) and 10 on the ViT shrink; ``"function"`` led by 25 on
-#: the SmolLM2 decoder, where ``"paper"`` and ``"std"`` never trained back to
-#: scratch's loss. GPT-2 follows the pre-norm decoder, DeiT and DINOv2 follow ViT
-#: (not measured separately).
+#: benchmark (docs/transfer.md): ``"std"`` led ``"function"`` by 8 points of FLOPs
+#: saved on BERT (all-MiniLM-L6-v2 -> 3x192, 500 steps) and 10 on the ViT shrink;
+#: ``"function"`` led ``"std"`` by 14 on the SmolLM2 decoder (160 steps), where
+#: ``"paper"`` never trained back to scratch's loss. GPT-2 follows the pre-norm
+#: decoder, DeiT and DINOv2 follow ViT (not measured separately).
 SHRINK_GAINS = {
     "bert": "std",
     "vit": "std",
