@@ -40,7 +40,6 @@ from pathlib import Path
 
 from botcore.errors import OptionError, TargetError, UnsupportedModelError
 
-
 __all__ = ["load_model", "resize", "resize_onnx_model", "resolve_sizes", "save_model"]
 
 _TARGET_KEYS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn")
