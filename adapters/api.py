@@ -181,15 +181,20 @@ def _prepare(source, target, *, method, wavelet, gain, mode, config, family, rot
         _check_net2net(layout.sizes, sizes)
     if gain is None:
         gain = default_gain(adapter.family, layout.sizes, sizes)
+    notes = []
     if rotate is not None:
         if adapter.family != "llama":
             raise UnsupportedModelError(
                 f"rotate= needs RMSNorm (Llama-family decoders); {adapter.family} uses "
                 "LayerNorm, which an orthogonal rotation does not commute with; pass rotate=None"
             )
+        untied = bool(config.get("tie_word_embeddings")) or "lm_head.weight" in layout.ties
         params, config = rotate_residual(params, config, rotate, target_hidden=sizes["hidden"],
                                          wavelet=wavelet, mode=mode)
         layout, signals = adapter.analyse(params, config)
+        notes.append("rotated onto its principal subspace before the resize (rotate=): RMSNorm "
+                     "gains folded into the readers (now ones)" + ("; the tied LM head is written "
+                                                                   "untied" if untied else ""))
     new_config = adapter.write_config(config, sizes)
     shapes, records = {}, []
     for spec in layout.specs.values():  # plan the whole model before touching data
@@ -198,6 +203,7 @@ def _prepare(source, target, *, method, wavelet, gain, mode, config, family, rot
             botcore.plan(spec.shape, shapes[spec.name], wavelet=wavelet, mode=mode)
         records.append(Record(spec.name, spec.members, spec.roles, spec.shape,
                               shapes[spec.name], f"planned: {method}"))
+    records += [Record("residual stream", (), (), (), (), note) for note in notes]
     return ModelPlan(adapter.family, dict(layout.sizes), sizes, new_config, records, adapter,
                      layout, signals, shapes, source_dir, gain)
 
@@ -324,6 +330,7 @@ def resize_model(
                              "the resized copy of it (tie kept)"))
     for name, reason in layout.dropped.items():
         report.append(Record(name, (name,), (), (), (), reason))
+    report += [r for r in prep.records if r.signal == "residual stream"]
     new_params = adapter.emit(layout, resized)
     written = None
     if out is not None:

@@ -58,6 +58,8 @@ def test_rotation_alone_keeps_the_outputs(tied, model_type, extra):
     before = {k: v.clone() for k, v in params.items()}
     res = resize_model(params, None, config=model.config.to_dict(), rotate=_moments(model))
     assert res.config["tie_word_embeddings"] is False
+    notes = [r.treatment for r in res.report if r.signal == "residual stream"]
+    assert len(notes) == 1 and "rotated" in notes[0] and ("untied" in notes[0]) == tied
     assert all(isinstance(v, torch.Tensor) and v.dtype == torch.float32 for v in res.params.values())
     old, new = _logits(model, res.params, res.config)
     assert torch.allclose(old, new, atol=1e-5 * old.abs().max().item())
