@@ -175,7 +175,7 @@ def _hidden_analysis(n: int, m: int, *, wavelet: str, mode: str) -> np.ndarray:
     return botcore.resize(np.eye(n), (m, n), wavelet=wavelet, mode=mode, gain="paper")
 
 
-def _tied(params: Mapping, config: Mapping, arrays: Mapping) -> bool:
+def _tied(config: Mapping, arrays: Mapping) -> bool:
     if "lm_head.weight" not in arrays:
         return bool(config.get("tie_word_embeddings", False))
     embed = next((k for k in arrays if re.fullmatch(_EMBED, k)), None)
@@ -238,7 +238,7 @@ def rotate_residual(params: Mapping, config: Mapping, moments, *, target_hidden:
     n = int(config["hidden_size"])
     basis = principal_basis(_check_moments(moments, n))
     embed = next((k for k in arrays if re.fullmatch(_EMBED, k)), None)
-    tied = _tied(params, config, arrays)
+    tied = _tied(config, arrays)
     heads = [k for k in arrays if _match(k, _HEADS)]
     if tied and "lm_head.weight" not in heads:
         if embed is None:

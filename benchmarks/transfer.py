@@ -21,7 +21,7 @@ source layers / target layers, so that depth keeps their sum rather than their m
 principal subspace (``resize_model(rotate=...)``, calibrated on the first 16
 training rows); ``bot:<gain>:<wavelet>:untie`` is its control (the tied LM head
 untied, nothing rotated). Ablation labels: ``<depth method>/<width method>`` and
-``<method>+<part>:<other method>`` (see ``transfer_models.Family.resize``).
+``<method>+<part>:<other method>``. Every label is read by ``transfer_models.Family.resize``.
 
 Examples
 --------
@@ -157,40 +157,6 @@ def _vit_baselines(case: Case, target: str) -> list[str]:
     return ["net2net"] if target.startswith("grow") else ["weight_selection", "layer_select"]
 
 
-_RESIDUAL_WRITERS = {
-    "llama": (".self_attn.o_proj.", ".mlp.down_proj."),
-    "vit": (".attention.output.dense.", ".output.dense."),
-    "bert": (".attention.output.dense.", ".output.dense."),
-}
-
-
-def _dsum(family, params: dict, src_layers: int, dst_layers: int) -> dict:
-    """Scale residual-writing weights and biases by src_layers / dst_layers (new mapping)."""
-    f = src_layers / dst_layers
-    keys = _RESIDUAL_WRITERS[family.name]
-    return {k: (v * f if any(s in k for s in keys) else v) for k, v in params.items()}
-
-
-def build_model(family, method: str, target: dict, *, seed: int):
-    """Model for ``method`` (``:dsum`` suffix handled here); returns (model, fresh_keys)."""
-    if not method.endswith(":dsum"):
-        return family.build(method, target, seed=seed)
-    base = method[: -len(":dsum")]
-    orig = family.resize
-
-    def resize(m, t):
-        res = orig(m, t)
-        src = family.config["num_hidden_layers"]
-        params = _dsum(family, dict(res.params), src, t["layers"])
-        return type("Resized", (), {"params": params, "config": res.config})()
-
-    family.resize = resize
-    try:
-        return family.build(base, target, seed=seed)
-    finally:
-        del family.resize
-
-
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1))
@@ -255,7 +221,7 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
                     continue
                 log(f"[{name}] {tname} seed {seed} {method}")
                 t1 = time.perf_counter()
-                model, fresh = build_model(family, method, target, seed=seed)
+                model, fresh = family.build(method, target, seed=seed)
                 build_s = time.perf_counter() - t1
                 n_params = sum(p.numel() for p in model.parameters())
                 run = train_run(model, task, budget, seed=seed, log=log)

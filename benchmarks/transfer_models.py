@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FAMILIES", "Family", "parse_method", "source_vit"]
+__all__ = ["FAMILIES", "RESIDUAL_WRITERS", "Family", "depth_sum", "parse_method", "source_vit"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -43,6 +43,32 @@ _NO_DROPOUT = {
     "llama": dict(attention_dropout=0.0),
     "vit": dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
 }
+
+
+#: Name fragments of the residual-writing parameters (weights and biases), per family.
+RESIDUAL_WRITERS = {
+    "llama": (".self_attn.o_proj.", ".mlp.down_proj."),
+    "vit": (".attention.output.dense.", ".output.dense."),
+    "bert": (".attention.output.dense.", ".output.dense."),
+}
+
+
+def depth_sum(family: str, params: dict, src_layers: int, dst_layers: int) -> dict:
+    """Residual-writing weights and biases scaled by ``src_layers / dst_layers`` (a new mapping).
+
+    The ``:dsum`` variant: depth keeps the *sum* of what the layers write into the
+    residual stream rather than its mean.
+
+    Examples
+    --------
+    >>> out = depth_sum("llama", {"layers.0.mlp.down_proj.weight": np.ones(1),
+    ...                           "layers.0.mlp.up_proj.weight": np.ones(1)}, 30, 15)
+    >>> [float(v[0]) for v in out.values()]
+    [2.0, 1.0]
+    """
+    f = src_layers / dst_layers
+    keys = RESIDUAL_WRITERS[family]
+    return {k: (v * f if any(s in k for s in keys) else v) for k, v in params.items()}
 
 
 def parse_method(name: str) -> tuple[str, dict]:
@@ -111,6 +137,7 @@ class Family:
         stages (the first method changes only the layer count, the second every
         other size); ``"<method>+<part>:<other method>"`` takes the parameters whose
         name contains ``part`` from the other method (``bot:std:haar+embeddings:weight_selection``).
+        ``"<method>:dsum"`` scales the residual writers afterwards (:func:`depth_sum`).
         ``"<method>:untie"`` unties a tied LM head first (the head starts as a copy of
         the embedding): the control for ``:pca``, which has to untie it.
         """
@@ -128,6 +155,12 @@ class Family:
             staged = self.resize(first, {"layers": target["layers"]})
             rest = {k: v for k, v in target.items() if k != "layers"}
             return self.resize(second, rest, source=dict(staged.params), config=dict(staged.config))
+        if method.endswith(":dsum"):
+            res = self.resize(method[: -len(":dsum")], target, source=source, config=config)
+            src = (config or self.config)["num_hidden_layers"]
+            params = depth_sum(self.name, dict(res.params), src, res.config["num_hidden_layers"])
+            return type(res)(params, res.config, family=res.family, sizes=res.sizes,
+                             source_sizes=res.source_sizes)
         if method.endswith(":untie"):  # control for :pca, which unties a tied LM head
             if not isinstance(self.source, dict) or not self.config.get("tie_word_embeddings"):
                 raise ValueError(f"{method}: needs an in-memory source with a tied LM head")

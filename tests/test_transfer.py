@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import transfer
+import transfer_models
 from transfer_data import batch_order, chunk_stream, mlm_mask, prose_split
 from transfer_models import parse_method
 from transfer_report import reach_step, summarize, table_rows, write_figure, write_markdown
@@ -110,10 +111,9 @@ def test_warmup_cosine_shape():
 
 
 def test_dsum_scales_only_residual_writers():
-    fam = type("F", (), {"name": "llama"})()
     p = {"model.layers.0.self_attn.o_proj.weight": np.ones(2), "model.layers.0.mlp.down_proj.weight": np.ones(2),
          "model.layers.0.self_attn.q_proj.weight": np.ones(2)}
-    out = transfer._dsum(fam, p, 30, 15)
+    out = transfer_models.depth_sum("llama", p, 30, 15)
     assert out["model.layers.0.self_attn.o_proj.weight"][0] == 2.0
     assert out["model.layers.0.mlp.down_proj.weight"][0] == 2.0
     assert out["model.layers.0.self_attn.q_proj.weight"][0] == 1.0
