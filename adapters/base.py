@@ -41,14 +41,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from botcore.errors import ParameterKeyError, UnsupportedModelError
+from botcore.names import SIZES
 from botcore.signal import WeightSignal
 
 from ._arrays import Like, from_numpy, to_numpy
 
 __all__ = ["SIZES", "Adapter", "Layout", "Rule", "Spec"]
 
-#: The model-level size names of every family (the ``target=`` vocabulary).
-SIZES = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn")
 
 
 def _groups(text: str) -> tuple[tuple[str, ...], ...]:

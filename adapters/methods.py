@@ -31,11 +31,10 @@ import numpy as np
 import botcore
 from botcore.errors import OptionError
 from botcore.fractional import replicate_indices
+from botcore.names import METHODS
 
 __all__ = ["METHODS", "layer_indices", "net2net_layers", "resize_signal"]
 
-#: The methods :func:`botcore.adapters.resize_model` offers.
-METHODS = ("bot", "weight_selection", "layer_select", "net2net")
 
 
 def layer_indices(n: int, m: int) -> list[int]:

@@ -39,10 +39,10 @@ import tempfile
 from pathlib import Path
 
 from botcore.errors import OptionError, TargetError, UnsupportedModelError
+from botcore.names import SIZES
 
 __all__ = ["load_model", "resize", "resize_onnx_model", "resolve_sizes", "save_model"]
 
-_TARGET_KEYS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn")
 _TWO_GB = 2**31 - 2**20
 
 
@@ -77,9 +77,9 @@ def resolve_sizes(source, target):
     from .targets import resolve_target
 
     target = dict(target or {})
-    unknown = set(target) - set(_TARGET_KEYS)
+    unknown = set(target) - set(SIZES)
     if unknown:
-        raise TargetError(f"unknown target keys {sorted(unknown)}; expected keys among {list(_TARGET_KEYS)}")
+        raise TargetError(f"unknown target keys {sorted(unknown)}; expected keys among {list(SIZES)}")
     sizes = resolve_target(dict(source, kv_heads=source["heads"]), target)
     if sizes["kv_heads"] != sizes["heads"]:
         raise TargetError(f"target kv_heads={sizes['kv_heads']} differs from heads={sizes['heads']}, "

@@ -41,6 +41,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from botcore.names import GAINS
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
@@ -48,7 +50,6 @@ from transfer_report import summarize, write_figure, write_markdown
 
 __all__ = ["CASES", "Case", "main", "merge_runs", "run_case"]
 
-GAINS = ("paper", "function", "std")
 WAVELETS = ("haar", "db2", "coif3", "bior6.8")
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -11,8 +11,7 @@ import operator
 from collections.abc import Sequence
 
 from .errors import DTypeError, OptionError, ShapeError
-
-FLOAT_DTYPES = {"float16": "float32", "bfloat16": "float32", "float32": "float32", "float64": "float64"}
+from .names import FLOAT_DTYPES
 
 
 def check_dtype(backend, x, func: str) -> None:

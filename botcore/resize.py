@@ -47,14 +47,13 @@ from ._checks import check_dtype, check_option
 from .backend import get_backend
 from .errors import RoleError, ShapeError
 from .fractional import area_operator, replicate_indices, uniform_indices
+from .names import GAINS
 from .planning import Plan, check_shape, plan
 from .roles import SUM_ROLES, normalize_roles
 from .wavelets import filter_bank
 
 __all__ = ["GAINS", "resize", "select", "take"]
 
-#: The magnitude conventions :func:`resize` offers.
-GAINS = ("paper", "function", "std")
 
 
 def _check_fixed(p: Plan, roles: tuple[str, ...]) -> None:

@@ -147,8 +147,8 @@ def test_python_dash_m_botcore_runs(tmp_path):
 
 def test_cli_modules_import_no_framework_or_matplotlib():
     code = (
-        "import sys, botcore.cli, botcore.cli_load, botcore.cli_resize, botcore.cli_demo, "
-        "botcore.inspection, botcore.inspection_plot, botcore.__main__\n"
+        "import sys, botcore.cli, botcore.cli.load, botcore.cli.resize, botcore.cli.demo, "
+        "botcore.cli.inspection, botcore.cli.inspection_plot, botcore.__main__\n"
         "bad = [m for m in ('torch', 'tensorflow', 'jax', 'onnx', 'transformers', 'matplotlib', "
         "'safetensors') if m in sys.modules]\n"
         "print(bad)"
@@ -268,8 +268,8 @@ def test_resize_writes_a_directory_and_a_summary(bert_dir, work, capsys):
 
 
 def test_resize_summary_energy_matches_the_inspection(bert_dir, work, capsys):
-    from botcore.cli_load import load_checkpoint, weight_modules
-    from botcore.inspection import energy_kept
+    from botcore.cli.inspection import energy_kept
+    from botcore.cli.load import load_checkpoint, weight_modules
 
     status, stdout, err = run(["resize", bert_dir, work / "s", "--layers", "1", "--hidden", "8", "--ffn", "16"],
                               capsys)
@@ -314,7 +314,7 @@ def test_progress_bar_is_driven_by_resize_model(bert_dir):
 
     from botcore.adapters import resize_model
 
-    from botcore.cli_resize import ProgressBar
+    from botcore.cli.resize import ProgressBar
 
     stream = io.StringIO()
     bar = ProgressBar(stream=stream, enabled=True)
@@ -351,8 +351,8 @@ def test_inspect_all_adds_biases_and_norms(bert_dir, capsys):
 
 
 def test_inspect_planned_keeps_matches_energy_kept(bert_dir, capsys):
-    from botcore.cli_load import load_checkpoint, weight_modules
-    from botcore.inspection import energy_kept
+    from botcore.cli.inspection import energy_kept
+    from botcore.cli.load import load_checkpoint, weight_modules
 
     status, out, _ = run(["inspect", bert_dir, "--layers", "1", "--hidden", "8", "--ffn", "16"], capsys)
     assert status == 0

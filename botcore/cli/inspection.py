@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .planning import plan
-from .resize import resize
-from .roles import normalize_roles
-from .transform import decompose
+from ..planning import plan
+from ..resize import resize
+from ..roles import normalize_roles
+from ..transform import decompose
 
 __all__ = ["Spectrum", "energy_kept", "format_table", "plot_spectra", "spectrum", "spectrum_table"]
 

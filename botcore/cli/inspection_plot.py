@@ -1,8 +1,8 @@
 """The figure of ``botcore inspect``: energy per wavelet band and what a shrink keeps.
 
 Contract: :func:`draw` takes a pyplot module and a list of
-:class:`botcore.inspection.Spectrum` and returns a new matplotlib Figure; it
-writes no file (see :func:`botcore.inspection.plot_spectra`). This module
+:class:`botcore.cli.inspection.Spectrum` and returns a new matplotlib Figure; it
+writes no file (see :func:`botcore.cli.inspection.plot_spectra`). This module
 imports nothing but the standard library at its top; matplotlib is passed in.
 
 Layout: one row per weight module. Left panel: a stacked bar of the energy

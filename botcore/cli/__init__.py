@@ -7,8 +7,8 @@ non-zero status: 1 for errors while running, 2 for a command line argparse
 rejects. ``--debug`` (before or after the subcommand) adds the traceback. No
 output path is created unless the command succeeds: results are written to a
 temporary sibling and renamed into place. Module top imports the standard
-library only; the work lives in :mod:`botcore.cli_load`,
-:mod:`botcore.inspection`, :mod:`botcore.cli_resize` and :mod:`botcore.cli_demo`.
+library only; the work lives in :mod:`botcore.cli.load`,
+:mod:`botcore.cli.inspection`, :mod:`botcore.cli.resize` and :mod:`botcore.cli.demo`.
 
 Examples
 --------
@@ -25,12 +25,12 @@ import os
 import sys
 import traceback
 
+from ..names import GAINS, METHODS, SIZES
+
 __all__ = ["TARGET_FIELDS", "build_parser", "main"]
 
 #: Command-line flags of a model target, in the order ``resize_model`` documents them.
-TARGET_FIELDS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn")
-
-METHODS = ("bot", "weight_selection", "layer_select", "net2net")
+TARGET_FIELDS = SIZES
 
 RESIZE_EXAMPLE = """\
 example:
@@ -99,7 +99,7 @@ def _add_transform(p) -> None:
                    help="bot (wavelet, default), weight_selection, layer_select or net2net")
     p.add_argument("--wavelet", default="haar", metavar="NAME",
                    help="any discrete PyWavelets wavelet (default: haar)")
-    p.add_argument("--gain", choices=("paper", "function", "std"), default=None,
+    p.add_argument("--gain", choices=GAINS, default=None,
                    help="magnitude convention (default: measured per family: function when "
                         "growing; std for BERT/ViT, function for decoders when shrinking)")
     p.add_argument("--mode", default="periodization", metavar="MODE", help=argparse.SUPPRESS)
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="run 'botcore demo' first; 'botcore COMMAND --help' shows an example for each command",
         parents=[common],
     )
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"botcore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Shrink and grow the real all-MiniLM-L6-v2 and report what was kept.")
     d.add_argument("--out", metavar="DIR", help="keep the two resized models in DIR (default: a temp dir)")
     d.add_argument("--method", choices=METHODS, default="bot", help="resize method (default: bot)")
-    d.add_argument("--gain", choices=("paper", "function", "std"), default=None,
+    d.add_argument("--gain", choices=GAINS, default=None,
                    help="magnitude convention (default: measured per family: function when "
                         "growing; std for BERT/ViT, function for decoders when shrinking)")
     d.add_argument("--wavelet", default="haar", metavar="NAME", help="wavelet (default: haar)")
@@ -175,14 +175,14 @@ def _one_line(exc: BaseException) -> str:
 
 def _run(args) -> int:
     if args.command == "resize":
-        from .cli_resize import run_resize
+        from .resize import run_resize
 
         return run_resize(args)
     if args.command == "inspect":
-        from .cli_resize import run_inspect
+        from .resize import run_inspect
 
         return run_inspect(args)
-    from .cli_demo import run_demo
+    from .demo import run_demo
 
     return run_demo(args)
 
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
         return 2
     debug = getattr(args, "debug", False) or os.environ.get("BOTCORE_DEBUG") == "1"
     prog = f"botcore {args.command}"
-    from .errors import BotError
+    from ..errors import BotError
 
     try:
         return _run(args)

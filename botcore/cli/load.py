@@ -31,8 +31,8 @@ import struct
 
 import numpy as np
 
-from .errors import ParameterKeyError, ShapeError, UnsupportedModelError
-from .signal import WeightSignal
+from ..errors import ParameterKeyError, ShapeError, UnsupportedModelError
+from ..signal import WeightSignal
 
 __all__ = [
     "FORMATS",
@@ -205,8 +205,8 @@ def check_onnx(path) -> None:
 def _read_onnx(path):
     """Parameters under Hugging Face names and the config, recovered from the graph's structure."""
     check_onnx(path)
-    from .adapters.onnx import load_model
-    from .adapters.onnx_analysis import analyse
+    from ..adapters.onnx import load_model
+    from ..adapters.onnx_analysis import analyse
 
     model, _ = load_model(path)
     analysis = analyse(model)
@@ -300,7 +300,7 @@ def weight_modules(params, config=None, *, family=None, everything: bool = False
     ``everything=True`` adds biases, norms and embeddings (adapter path only).
     """
     try:
-        from .adapters import detect_family, get_adapter
+        from ..adapters import detect_family, get_adapter
     except ImportError:
         detect_family = get_adapter = None
     if get_adapter is not None and config is not None:

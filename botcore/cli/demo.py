@@ -39,7 +39,7 @@ import time
 
 import numpy as np
 
-from .errors import UnsupportedModelError
+from ..errors import UnsupportedModelError
 
 __all__ = ["GROW", "SENTENCES", "SHRINK", "minilm_path", "offline_env", "run_demo", "similarity_r"]
 
@@ -124,7 +124,7 @@ def _count(model) -> int:
 
 
 def _source_modules(src_dir) -> dict:
-    from .cli_load import load_checkpoint, weight_modules
+    from .load import load_checkpoint, weight_modules
 
     params, config, _ = load_checkpoint(src_dir)
     return weight_modules(params, config)[0]
@@ -152,8 +152,8 @@ def _human(n: int) -> str:
 def run_demo(args) -> int:
     """Run the demo; print its report to stdout; return 0."""
     offline_env()
-    from .cli_resize import staged_output
     from .inspection import format_table
+    from .resize import staged_output
 
     t0 = time.monotonic()
     src = minilm_path()
@@ -169,7 +169,7 @@ def run_demo(args) -> int:
 
 
 def _demo(args, src, root, t0, staged_output, format_table) -> int:
-    from .adapters import resize_model
+    from ..adapters import resize_model
 
     options = {"method": args.method, "wavelet": args.wavelet}
     if args.gain is not None:

@@ -7,7 +7,7 @@ temporary folder beside the output, and renames the result into place only on
 success, so a failure leaves no partial output and an overwritten output is
 replaced whole. It prints a progress bar (stderr, per module) and a summary
 table (per module: source shape, target shape, energy kept). :func:`run_inspect`
-prints :func:`botcore.inspection.spectrum_table` and draws the figure. Both
+prints :func:`botcore.cli.inspection.spectrum_table` and draws the figure. Both
 return 0 on success and raise :class:`botcore.BotError` or :class:`OSError` on
 failure (the caller, :func:`botcore.cli.main`, turns those into one line).
 
@@ -31,8 +31,9 @@ import time
 
 import numpy as np
 
-from ._files import default_permissions
-from .cli_load import (
+from .._files import default_permissions
+from ..errors import ParameterKeyError, ShapeError, UnsupportedModelError
+from .load import (
     _is_matrix,
     check_onnx,
     check_safetensors,
@@ -40,7 +41,6 @@ from .cli_load import (
     load_checkpoint,
     weight_modules,
 )
-from .errors import ParameterKeyError, ShapeError, UnsupportedModelError
 
 __all__ = ["ProgressBar", "run_inspect", "run_resize", "source_sizes", "stage_name", "staged_output"]
 
@@ -222,7 +222,7 @@ def planned_shapes(modules: dict, config, target: dict, params=None, *, family=N
     """
     if params is not None and config is not None:
         try:
-            from .adapters import detect_family, get_adapter, resolve_target
+            from ..adapters import detect_family, get_adapter, resolve_target
         except ImportError:
             get_adapter = None
         if get_adapter is not None:
@@ -261,7 +261,7 @@ def planned_shapes(modules: dict, config, target: dict, params=None, *, family=N
 
 def run_inspect(args) -> int:
     """``botcore inspect``: print the spectrum table; draw the figure with ``--plot``."""
-    from .cli import target_from_args
+    from . import target_from_args
     from .inspection import energy_kept, plot_spectra, spectrum, spectrum_table
 
     _check_source(args.src)
@@ -390,7 +390,7 @@ def summary(report, source_modules=None, *, wavelet: str = "haar"):
 
 def run_resize(args) -> int:
     """``botcore resize``: resize SRC into DST, atomically; print a summary table."""
-    from .cli import target_from_args
+    from . import target_from_args
     from .inspection import format_table
 
     target = target_from_args(args)
@@ -404,7 +404,7 @@ def run_resize(args) -> int:
     _check_output(args.dst, overwrite=args.overwrite)
     if args.config is not None and not os.path.isfile(args.config):
         raise ShapeError(f"--config {args.config!r} does not exist; expected the path of a config.json")
-    from .adapters import resize_model
+    from ..adapters import resize_model
 
     options = {"method": args.method, "wavelet": args.wavelet, "mode": args.mode, "overwrite": True}
     if args.gain is not None:
@@ -412,7 +412,7 @@ def run_resize(args) -> int:
     if args.family:
         options["family"] = args.family
     if args.config:
-        from .cli_load import read_config
+        from .load import read_config
 
         options["config"] = read_config(args.config)
     bar = ProgressBar(label=f"resizing ({args.method})", enabled=None if not args.quiet else False)
