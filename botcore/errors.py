@@ -19,8 +19,12 @@ __all__ = [
     "BotError",
     "DTypeError",
     "ModeError",
+    "NonFiniteError",
     "OptionError",
+    "OutputError",
+    "OutputExistsError",
     "ParameterKeyError",
+    "ResourceError",
     "RoleError",
     "ShapeError",
     "TargetError",
@@ -59,6 +63,22 @@ class DTypeError(BotError, TypeError):
 
 class BackendError(BotError, TypeError):
     """The array type has no backend, the backend name is unknown, or frameworks are mixed."""
+
+
+class NonFiniteError(BotError, ValueError):
+    """Weights hold NaN or infinite values, which a resize would spread into the output."""
+
+
+class OutputError(BotError, OSError):
+    """The output location cannot take the result: not writable, no space, or in use."""
+
+
+class OutputExistsError(OutputError, FileExistsError, OptionError):
+    """The output path exists and replacing it was not asked for (``overwrite``)."""
+
+
+class ResourceError(BotError, MemoryError):
+    """The planned resize needs more memory than the limit allows (refused before any work)."""
 
 
 class ParameterKeyError(BotError, KeyError):
