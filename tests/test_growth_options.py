@@ -1,0 +1,94 @@
+"""Growth options of ``method="bot"``: identity depth growth and symmetry-breaking detail noise.
+
+Identity tests (option alone, on a tiny random model): the grown model computes
+the source's function to 1e-5 and loads in its stock class; the noise really
+breaks the replica symmetry (replicated columns differ); with plain Haar
+function growth, ``depth_growth="identity"`` is exactly Net2Net.
+"""
+
+import numpy as np
+import pytest
+from botcore.adapters import resize_model
+from botcore.adapters.methods import detail_noise_like, resize_signal
+
+from botcore.errors import OptionError
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+GROW = {"layers": 3, "hidden": 32, "heads": 8, "kv_heads": 4, "ffn": 48}
+
+
+def _llama(seed=0):
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(torch.rand_like(p) + 0.5)
+            else:
+                p.normal_(0, 0.3)
+    return model
+
+
+def _grown_logits(model, res):
+    big = transformers.LlamaForCausalLM(transformers.LlamaConfig(**res.config)).eval()
+    loaded = big.load_state_dict(dict(res.params), strict=False)
+    assert not loaded.unexpected_keys and set(loaded.missing_keys) <= {"lm_head.weight"}
+    ids = torch.arange(14).reshape(2, 7) % 40
+    with torch.no_grad():
+        return model(ids).logits, big(ids).logits, big
+
+
+@pytest.mark.parametrize("options", [
+    dict(depth_growth="identity"),
+    dict(depth_growth="identity", detail_noise=1.0),
+])
+def test_function_preserving_growth_keeps_the_outputs(options):
+    model = _llama()
+    res = resize_model(dict(model.state_dict()), GROW, config=model.config.to_dict(), gain="function",
+                       **options)
+    old, new, big = _grown_logits(model, res)
+    assert torch.allclose(old, new, atol=1e-5 * old.abs().max().item())
+    if "detail_noise" in options:  # replicated input columns now differ (the symmetry is broken)
+        w = big.model.layers[0].mlp.down_proj.weight
+        assert not torch.allclose(w[:, 0::2], w[:, 1::2])
+        assert any("detail noise" in r.treatment for r in res.report)
+
+
+def test_identity_depth_with_haar_function_growth_is_net2net():
+    model = _llama()
+    params, cfg = dict(model.state_dict()), model.config.to_dict()
+    bot = resize_model(params, GROW, config=cfg, gain="function", depth_growth="identity")
+    n2n = resize_model(params, GROW, config=cfg, method="net2net")
+    assert bot.params.keys() == n2n.params.keys()
+    assert all(torch.allclose(bot.params[k], n2n.params[k], atol=1e-6) for k in bot.params)
+
+
+def test_detail_noise_is_seeded_and_sums_to_zero_over_each_block():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(2, 3, 4))
+    roles = ("depth", "out", "in")
+    grown, _ = resize_signal(src, roles, (2, 6, 16), method="bot", wavelet="haar", mode="periodization",
+                             gain="function")
+    a = detail_noise_like(grown, roles, src.shape, alpha=1.0, seed=3, name="ffn_in")
+    b = detail_noise_like(grown, roles, src.shape, alpha=1.0, seed=3, name="ffn_in")
+    c = detail_noise_like(grown, roles, src.shape, alpha=1.0, seed=3, name="q")
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+    np.testing.assert_allclose(a.reshape(2, 6, 4, 4).sum(axis=-1), 0, atol=1e-12)
+    assert detail_noise_like(grown, ("depth", "out", "fixed"), src.shape, alpha=1.0) is None
+
+
+def test_growth_options_are_refused_where_they_do_not_apply():
+    x = np.ones((2, 4))
+    with pytest.raises(OptionError, match="method='bot'"):
+        resize_signal(x, ("out", "in"), (4, 8), method="net2net", wavelet="haar", mode="periodization",
+                      gain="function", detail_noise=1.0)
+    with pytest.raises(OptionError, match="wavelet='haar'"):
+        resize_signal(x, ("out", "in"), (4, 8), method="bot", wavelet="db2", mode="periodization",
+                      gain="function", detail_noise=1.0)
+    with pytest.raises(OptionError, match="depth_growth"):
+        resize_signal(x, ("out", "in"), (4, 8), method="bot", wavelet="haar", mode="periodization",
+                      gain="function", depth_growth="copy")
