@@ -30,7 +30,6 @@ from .api import (
     resize_model,
 )
 from .base import SIZES, Adapter, Rule
-from .checkpoint import load_source, write_directory
 from .methods import METHODS
 from .registry import FAMILIES, detect_family, get_adapter
 from .targets import resolve_target
@@ -50,29 +49,31 @@ __all__ = [
     "detect_family",
     "from_signals",
     "get_adapter",
-    "load_source",
     "plan_model",
     "resize_model",
     "resolve_target",
     "to_signals",
-    "write_directory",
 ]
 
 
 def to_signals(params, config, *, family=None):
-    """``{signal name: WeightSignal}`` of a checkpoint (family detected when omitted).
+    """``{signal name: WeightSignal}`` of an in-memory checkpoint (family detected when omitted).
 
-    See :meth:`botcore.adapters.base.Adapter.to_signals`.
+    Signals hold NumPy arrays in the compute dtype (float32; float64 sources stay
+    float64); :func:`from_signals` turns them back into the source's parameters.
     """
-    config = dict(config.to_dict() if hasattr(config, "to_dict") else config)
-    return get_adapter(family or detect_family(params, config)).to_signals(params, config)
+    from .signals import to_signals as _to
+
+    return _to(params, config, family=family)
 
 
 def from_signals(signals, like_params, config, *, family=None):
     """Native parameters named like ``like_params`` from (resized) ``signals``.
 
-    See :meth:`botcore.adapters.base.Adapter.from_signals`.
+    Each parameter comes back in the framework, dtype and device of the matching
+    source parameter, so ``from_signals(to_signals(p, c), p, c)`` reproduces ``p``
+    bit for bit.
     """
-    config = dict(config.to_dict() if hasattr(config, "to_dict") else config)
-    adapter = get_adapter(family or detect_family(like_params, config))
-    return adapter.from_signals(signals, like_params, config)
+    from .signals import from_signals as _from
+
+    return _from(signals, like_params, config, family=family)

@@ -97,6 +97,8 @@ def from_numpy(a: np.ndarray, like: Like):
     a = np.ascontiguousarray(a)
     if like.framework == "numpy":
         return a.astype(like.native_dtype, copy=False)
+    if a.dtype.name == "bfloat16":  # frameworks take it through float32 (exact) and cast back
+        a = a.astype(np.float32)
     if like.framework == "torch":
         import torch
 

@@ -1,11 +1,13 @@
-"""``resize_model``: resize a whole checkpoint to a model-level target.
+"""``resize_model`` and ``plan_model``: the Python face of the one resize pipeline.
 
-Contract: the whole model is planned (shapes only, with :func:`botcore.plan`)
-before any tensor is resized, so an impossible target fails fast with
-:class:`~botcore.TargetError`. The source (directory, file or mapping) is never
-modified. Every parameter gets a treatment recorded in
-:attr:`ResizeResult.report`. With ``out=`` a complete Hugging Face directory is
-written atomically (see :mod:`botcore.adapters.checkpoint`).
+Contract: the whole model is planned (shapes only) before any tensor is resized,
+so an impossible target fails fast with :class:`~botcore.TargetError`, and a
+resize that cannot fit in memory or on disk is refused before any work
+(:class:`~botcore.ResourceError`, :class:`~botcore.OutputError`). The source
+(directory, file or mapping) is never modified. Every parameter gets a
+treatment recorded in :attr:`ResizeResult.report`. With ``out=`` a complete
+checkpoint is written atomically (a Hugging Face directory with sharded
+safetensors, or the format ``out`` names); see :mod:`botcore.adapters.pipeline`.
 
 Examples
 --------
@@ -29,85 +31,39 @@ Examples
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import botcore
-from botcore._checks import check_option
-from botcore.errors import OptionError, TargetError, UnsupportedModelError
-from botcore.signal import WeightSignal
+from botcore.errors import OptionError, OutputExistsError
 
-from .checkpoint import load_source, write_directory
-from .methods import METHODS, resize_signal
-from .registry import detect_family, get_adapter
-from .rotation import rotate_residual
-from .targets import resolve_target
+from . import pipeline
+from .io import open_reader, open_writer, source_format
+from .pipeline import DEFAULT_GAIN, SHRINK_GAINS, Plan, Record, default_gain
+from .preflight import preflight
 
-__all__ = [
-    "DEFAULT_GAIN",
-    "SHRINK_GAINS",
-    "ModelPlan",
-    "Record",
-    "ResizeResult",
-    "default_gain",
-    "plan_model",
-    "resize_model",
-]
+__all__ = ["DEFAULT_GAIN", "SHRINK_GAINS", "ModelPlan", "Record", "ResizeResult", "default_gain",
+           "plan_model", "resize_model"]
 
-#: The gain :func:`resize_model` uses when growing, and for families without a
-#: measured shrink default. Set by the transfer benchmark (``docs/transfer.md``):
-#: it is the only gain that never failed badly, and it keeps a grown model's function.
-DEFAULT_GAIN = "function"
-
-#: The gain :func:`resize_model` uses when shrinking, per family, from the transfer
-#: benchmark (docs/transfer.md): ``"std"`` led ``"function"`` by 8 points of FLOPs
-#: saved on BERT (all-MiniLM-L6-v2 -> 3x192, 500 steps) and 10 on the ViT shrink;
-#: ``"function"`` led ``"std"`` by 14 on the SmolLM2 decoder (160 steps), where
-#: ``"paper"`` never trained back to scratch's loss. GPT-2 follows the pre-norm
-#: decoder, DeiT and DINOv2 follow ViT (not measured separately).
-SHRINK_GAINS = {
-    "bert": "std",
-    "vit": "std",
-    "deit": "std",
-    "dinov2": "std",
-    "llama": "function",
-    "gpt2": "function",
-}
+#: The plan :func:`plan_model` returns (an alias of :class:`botcore.adapters.pipeline.Plan`).
+ModelPlan = Plan
 
 
-def default_gain(family: str, source_sizes: Mapping, target_sizes: Mapping) -> str:
-    """The gain :func:`resize_model` uses when ``gain=None``.
+class OutputParams(Mapping):
+    """The parameters of a written output, read lazily (one tensor per access)."""
 
-    A resize counts as shrinking when the hidden size shrinks, or stays and the
-    layer count shrinks; shrinking uses :data:`SHRINK_GAINS`, everything else
-    :data:`DEFAULT_GAIN`.
+    def __init__(self, out: Path):
+        self._reader = open_reader(out)
 
-    Examples
-    --------
-    >>> default_gain("bert", {"hidden": 384, "layers": 6}, {"hidden": 192, "layers": 3})
-    'std'
-    >>> default_gain("bert", {"hidden": 384, "layers": 6}, {"hidden": 768, "layers": 12})
-    'function'
-    >>> default_gain("llama", {"hidden": 576, "layers": 30}, {"hidden": 576, "layers": 15})
-    'function'
-    """
-    src_h, dst_h = source_sizes.get("hidden"), target_sizes.get("hidden")
-    shrinking = dst_h < src_h if dst_h != src_h else \
-        target_sizes.get("layers", 0) < source_sizes.get("layers", 0)
-    return SHRINK_GAINS.get(family, DEFAULT_GAIN) if shrinking else DEFAULT_GAIN
+    def __getitem__(self, name):
+        return self._reader.read(name)
 
+    def __iter__(self):
+        return iter(self._reader.tensors())
 
-@dataclass(frozen=True)
-class Record:
-    """What happened to one canonical signal (or one tied / dropped parameter)."""
-
-    signal: str
-    names: tuple
-    roles: tuple
-    source_shape: tuple
-    target_shape: tuple
-    treatment: str
+    def __len__(self):
+        return len(self._reader.tensors())
 
 
 @dataclass
@@ -115,9 +71,11 @@ class ResizeResult:
     """The resized checkpoint: ``params``, ``config``, per-signal ``report`` and ``out``.
 
     Iterating yields ``(params, config)``, so ``params, config = resize_model(...)`` works.
+    With ``out=`` the parameters are not held in memory: ``params`` reads them
+    from the written files on access.
     """
 
-    params: dict
+    params: Mapping
     config: dict
     report: list = field(default_factory=list)
     out: Path | None = None
@@ -129,87 +87,9 @@ class ResizeResult:
         return iter((self.params, self.config))
 
 
-@dataclass
-class ModelPlan:
-    """A shape-only plan of a resize: what :func:`resize_model` would do, without doing it.
-
-    ``records`` has one :class:`Record` per signal (treatment ``"planned: <method>"``);
-    ``config`` is the config the resized model would get.
-    """
-
-    family: str
-    source_sizes: dict
-    sizes: dict
-    config: dict
-    records: list
-    adapter: object = field(repr=False, default=None)
-    layout: object = field(repr=False, default=None)
-    signals: dict = field(repr=False, default_factory=dict)
-    shapes: dict = field(repr=False, default_factory=dict)
-    source_dir: Path | None = None
-    gain: str = DEFAULT_GAIN
-
-
-def _check_net2net(src: dict, dst: dict) -> None:
-    shrinking = [f"{k} {src[k]} -> {dst[k]}" for k in src if dst[k] < src[k]]
-    if shrinking:
-        raise TargetError(
-            f"method='net2net' only grows a model, but the target shrinks {', '.join(shrinking)}; "
-            "use method='bot', 'weight_selection' or 'layer_select' to shrink"
-        )
-
-
-def _prepare(source, target, *, method, wavelet, gain, mode, config, family, rotate=None) -> ModelPlan:
-    check_option(method, METHODS, "method")
-    if rotate is not None and method != "bot":
-        raise OptionError(f"rotate= is an option of method='bot', not of method={method!r}; "
-                          "pass rotate=None")
-    if gain is not None:
-        check_option(gain, botcore.GAINS, "gain")
-    if target is not None and not isinstance(target, Mapping):
-        raise TargetError(
-            f"target must be a mapping such as {{'layers': 6, 'hidden': 384}}, "
-            f"got {type(target).__name__}"
-        )
-    params, config, source_dir = load_source(source, config)
-    family = family or detect_family(params, config)
-    adapter = get_adapter(family)
-    layout, signals = adapter.analyse(params, config)
-    sizes = resolve_target(layout.sizes, target, gqa=adapter.gqa,
-                           free_head_dim=adapter.free_head_dim)
-    if method == "net2net":
-        _check_net2net(layout.sizes, sizes)
-    if gain is None:
-        gain = default_gain(adapter.family, layout.sizes, sizes)
-    notes = []
-    if rotate is not None:
-        if adapter.family != "llama":
-            raise UnsupportedModelError(
-                f"rotate= needs RMSNorm (Llama-family decoders); {adapter.family} uses "
-                "LayerNorm, which an orthogonal rotation does not commute with; pass rotate=None"
-            )
-        untied = bool(config.get("tie_word_embeddings")) or "lm_head.weight" in layout.ties
-        params, config = rotate_residual(params, config, rotate, target_hidden=sizes["hidden"],
-                                         wavelet=wavelet, mode=mode)
-        layout, signals = adapter.analyse(params, config)
-        notes.append("rotated onto its principal subspace before the resize (rotate=): RMSNorm "
-                     "gains folded into the readers (now ones)" + ("; the tied LM head is written "
-                                                                   "untied" if untied else ""))
-    new_config = adapter.write_config(config, sizes)
-    shapes, records = {}, []
-    for spec in layout.specs.values():  # plan the whole model before touching data
-        shapes[spec.name] = spec.target_shape(sizes)
-        if method == "bot":
-            botcore.plan(spec.shape, shapes[spec.name], wavelet=wavelet, mode=mode)
-        records.append(Record(spec.name, spec.members, spec.roles, spec.shape,
-                              shapes[spec.name], f"planned: {method}"))
-    records += [Record("residual stream", (), (), (), (), note) for note in notes]
-    return ModelPlan(adapter.family, dict(layout.sizes), sizes, new_config, records, adapter,
-                     layout, signals, shapes, source_dir, gain)
-
-
 def plan_model(source, target=None, *, method="bot", wavelet="haar", gain=None,
-               mode="periodization", config=None, family=None, rotate=None) -> ModelPlan:
+               mode="periodization", config=None, family=None, rotate=None,
+               dtype="keep") -> Plan:
     """Plan a resize from shapes only and validate it, without resizing any tensor.
 
     Takes the arguments of :func:`resize_model` (no ``out``); raises the same errors.
@@ -225,8 +105,28 @@ def plan_model(source, target=None, *, method="bot", wavelet="haar", gain=None,
     >>> p.sizes["kv_heads"], p.records[0].target_shape, p.config["num_key_value_heads"]
     (4, (2, 4, 2, 16), 4)
     """
-    return _prepare(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
-                    config=config, family=family, rotate=rotate)
+    return pipeline.plan(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
+                         config=config, family=family, rotate=rotate, dtype=dtype)
+
+
+def _check_out(source, out, overwrite: bool) -> None:
+    if out is None:
+        return
+    if os.path.lexists(out) and not overwrite:
+        raise OutputExistsError(
+            f"out={str(out)!r} already exists; pass overwrite=True to replace it or choose "
+            "another directory")
+    if isinstance(source, (str, os.PathLike)) and os.path.exists(source):
+        s, d = os.path.realpath(source), os.path.realpath(out)
+        if s == d or s.startswith(d.rstrip(os.sep) + os.sep):
+            raise OptionError(f"out={str(out)!r} is the source directory or holds it; the source is "
+                              "never modified, so write the resized model elsewhere")
+
+
+def _call_text(source, target, options: Mapping) -> str:
+    shown = ", ".join(f"{k}={v!r}" for k, v in options.items() if v not in (None, False))
+    return f"botcore.adapters.resize_model({str(source)!r}, {dict(target or {})!r}" + \
+        (f", {shown})" if shown else ")")
 
 
 def resize_model(
@@ -243,15 +143,21 @@ def resize_model(
     overwrite: bool = False,
     progress=None,
     rotate=None,
+    dtype: str = "keep",
+    max_shard_size="5GB",
+    max_memory=None,
+    allow_nonfinite: bool = False,
+    measure: bool = False,
+    card: Mapping | None = None,
 ) -> ResizeResult:
     """Resize a checkpoint to ``target`` sizes.
 
     Parameters
     ----------
     source : path or mapping
-        A Hugging Face model directory, a ``.safetensors`` file (with ``config=``),
-        an ``.onnx`` graph, or a mapping of parameter names to numpy / torch /
-        tensorflow / jax arrays (with ``config=``). Never modified.
+        A Hugging Face model directory, a ``.safetensors`` or ``.bin`` file (with
+        ``config=``), an ``.onnx`` graph, or a mapping of parameter names to numpy /
+        torch / tensorflow / jax arrays (with ``config=``). Never modified.
     target : mapping, optional
         Any of ``layers, hidden, heads, kv_heads, head_dim, ffn``; the rest follow
         :func:`botcore.adapters.targets.resolve_target`. ``None`` keeps every size.
@@ -267,9 +173,11 @@ def resize_model(
         ``"bert"``, ``"gpt2"``, ``"llama"``, ``"vit"``, ``"deit"`` or ``"dinov2"``;
         detected when omitted.
     out : path, optional
-        Write a loadable Hugging Face directory there (atomically).
+        Write the result there, atomically: a Hugging Face directory (sharded
+        safetensors, config, tokenizer, a fresh model card), or the format the
+        path names. Without ``out`` the result is returned in memory.
     overwrite : bool, keyword-only
-        Replace an existing ``out``.
+        Replace an existing ``out`` (only once the new output is complete).
     progress : callable, optional
         Called as ``progress(done, total, signal_name)`` after each signal.
     rotate : array-like, keyword-only, optional
@@ -278,6 +186,19 @@ def resize_model(
         The stream is first rotated, exactly, so that the hidden-size resize keeps
         its principal subspace; a tied LM head comes out untied. ``None`` (the
         default) resizes the weights as they are.
+    dtype : {"keep", "float32", "float16", "bfloat16"}, keyword-only
+        Floating-point dtype of the output tensors; ``"keep"`` keeps each source dtype.
+    max_shard_size : str or int, keyword-only
+        Largest safetensors shard of a directory output (``"5GB"``, as transformers).
+    max_memory : str or int, keyword-only
+        Memory the resize may use (default: what the machine has available); a
+        plan whose estimated peak exceeds it is refused before any work.
+    allow_nonfinite : bool, keyword-only
+        Keep NaN/Inf weights instead of refusing them (:class:`~botcore.NonFiniteError`).
+    measure : bool, keyword-only
+        Record in each report entry the share of the signal's energy the resize kept.
+    card : mapping, keyword-only, optional
+        Extra model-card fields (``command``: how the output was made).
 
     Returns
     -------
@@ -285,9 +206,11 @@ def resize_model(
 
     Raises
     ------
-    TargetError, OptionError, UnsupportedModelError, ParameterKeyError, WaveletError, ModeError
+    TargetError, OptionError, UnsupportedModelError, ParameterKeyError, WaveletError, ModeError,
+    NonFiniteError, ResourceError, OutputError
     """
-    if isinstance(source, (str, Path)) and str(source).endswith(".onnx"):
+    if isinstance(source, (str, Path)) and str(source).endswith(".onnx") and \
+            source_format(source) == "onnx" and _legacy_onnx():
         from .onnx import resize_onnx_model
 
         if rotate is not None:
@@ -295,46 +218,26 @@ def resize_model(
                               "safetensors checkpoint instead, or pass rotate=None")
         return resize_onnx_model(source, target, method=method, wavelet=wavelet, gain=gain,
                                  mode=mode, out=out, overwrite=overwrite, progress=progress)
-    if out is not None and Path(out).exists() and not overwrite:
-        raise OptionError(
-            f"out={str(out)!r} already exists; pass overwrite=True to replace it or choose "
-            "another directory"
-        )
-    if (out is not None and isinstance(source, (str, Path)) and Path(source).is_dir()
-            and Path(out).resolve() == Path(source).resolve()):
-        raise OptionError(
-            f"out={str(out)!r} is the source directory; write the resized model elsewhere"
-        )
-    prep = _prepare(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
-                    config=config, family=family, rotate=rotate)
-    adapter, layout, signals, sizes, shapes = prep.adapter, prep.layout, prep.signals, \
-        prep.sizes, prep.shapes
-    gain = prep.gain
-    resized, report = {}, []
-    total = len(layout.specs)
-    for done, spec in enumerate(layout.specs.values(), 1):
-        sig = signals[spec.name]
-        data, treatment = resize_signal(
-            sig.data, spec.roles, shapes[spec.name], method=method, wavelet=wavelet, mode=mode,
-            gain=gain, residual=spec.rule.residual,
-        )
-        resized[spec.name] = WeightSignal(data, spec.roles, spec.name)
-        if shapes[spec.name] == spec.shape and method == "bot":
-            treatment += " (same size: unchanged)"
-        report.append(Record(spec.name, spec.members, spec.roles, spec.shape,
-                             shapes[spec.name], treatment))
-        if progress is not None:
-            progress(done, total, spec.name)
-    for alias, target_name in layout.ties.items():
-        report.append(Record(alias, (alias,), (), (), (), f"tied to {target_name}: written as "
-                             "the resized copy of it (tie kept)"))
-    for name, reason in layout.dropped.items():
-        report.append(Record(name, (name,), (), (), (), reason))
-    report += [r for r in prep.records if r.signal == "residual stream"]
-    new_params = adapter.emit(layout, resized)
-    written = None
+    _check_out(source, out, overwrite)
+    plan = plan_model(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
+                      config=config, family=family, rotate=rotate, dtype=dtype)
+    preflight(plan, out=out, max_memory=max_memory)
+    writer = None
     if out is not None:
-        written = write_directory(out, new_params, prep.config, source_dir=prep.source_dir,
-                                  overwrite=overwrite, hidden=sizes["hidden"])
-    return ResizeResult(new_params, prep.config, report, written, adapter.family, sizes,
-                        dict(layout.sizes))
+        writer = open_writer(out, source_fmt=source_format(source), overwrite=overwrite,
+                             max_shard_size=max_shard_size)
+    info = {"command": _call_text(source, target, dict(method=method, wavelet=wavelet, gain=gain,
+                                                         dtype=None if dtype == "keep" else dtype))}
+    info.update(card or {})
+    result, report = pipeline.run(plan, writer=writer, progress=progress, measure=measure,
+                                  allow_nonfinite=allow_nonfinite, card=info)
+    params = result if out is None else OutputParams(Path(result))
+    return ResizeResult(params, plan.config, report, None if out is None else Path(result),
+                        plan.family, plan.sizes, plan.source_sizes)
+
+
+def _legacy_onnx() -> bool:
+    """ONNX graphs go through the graph rewriter until its reader/writer pair lands."""
+    import importlib.util
+
+    return importlib.util.find_spec("botcore.adapters.io.onnx") is None

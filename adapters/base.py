@@ -15,14 +15,14 @@ canonical :class:`~botcore.WeightSignal` objects and back, exactly.
   axis into two canonical axes, e.g. ``heads*head_dim``), ``_`` for an axis that
   keeps its size (vocabulary, positions, pixels, classes) or a literal integer.
   ``roles`` gives the :mod:`botcore.roles` role of every canonical axis.
-* Fused or transposed layouts (GPT-2 ``Conv1D``, fused QKV) are turned into
-  canonical ``(out, in)`` *virtual* parameters by :meth:`Adapter.split` and
-  back by :meth:`Adapter.merge` before rules apply.
-
-Signals hold NumPy arrays (bfloat16 widened to float32); :meth:`Adapter.from_signals`
-converts every parameter back to the framework, dtype and device of the
-matching source parameter, so ``from_signals(to_signals(p, c), p, c)``
-reproduces ``p`` bit for bit.
+* Fused or transposed layouts (GPT-2 ``Conv1D`` stores ``[in, out]``; fused
+  QKV or gate/up projections) are declared as data: :attr:`Adapter.transposed`
+  and :attr:`Adapter.fusions`. A fused native tensor is seen as *virtual*
+  parameters ``<native>#<part>`` (row blocks, after the transpose), each a
+  :class:`View` of it; writing reverses the views exactly.
+* Everything here works on shapes (:class:`~botcore.adapters.io.base.TensorInfo`
+  records): :meth:`Adapter.layout` plans a checkpoint without reading data; the
+  pipeline (:mod:`botcore.adapters.pipeline`) reads, resizes and writes.
 
 Examples
 --------
@@ -38,15 +38,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
 from botcore.errors import ParameterKeyError, UnsupportedModelError
 from botcore.names import SIZES
-from botcore.signal import WeightSignal
 
-from ._arrays import Like, from_numpy, to_numpy
-
-__all__ = ["SIZES", "Adapter", "Layout", "Rule", "Spec"]
+__all__ = ["SIZES", "Adapter", "Fusion", "Layout", "NativeOut", "Rule", "Spec", "View"]
 
 
 
@@ -152,9 +147,73 @@ class Spec:
         return [self.template.replace("{layer}", str(i)) for i in range(layers)]
 
 
+def rows_of(expr: str, sizes: Mapping[str, int]) -> int:
+    """The row count a size expression such as ``"kv_heads*head_dim"`` gives for ``sizes``.
+
+    >>> rows_of("kv_heads*head_dim", {"kv_heads": 3, "head_dim": 64})
+    192
+    """
+    return math.prod(_size(s.strip(), sizes, -1) for s in expr.split("*"))
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """A native tensor holding several canonical parameters as row blocks.
+
+    ``pattern`` matches the native name; ``parts`` are ``(suffix, rows)`` pairs in
+    row order, ``rows`` a size expression (``"heads*head_dim"``). The blocks are
+    taken after the transpose when the tensor is also in :attr:`Adapter.transposed`.
+    The virtual parameters are named ``<native><suffix>`` (suffixes start with ``#``).
+    """
+
+    pattern: str
+    parts: tuple
+
+    def match(self, name: str) -> bool:
+        return re.fullmatch(self.pattern, name) is not None
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        return tuple(p[0] for p in self.parts)
+
+    def rows(self, sizes: Mapping[str, int]) -> list[int]:
+        return [rows_of(expr, sizes) for _, expr in self.parts]
+
+
+@dataclass(frozen=True)
+class View:
+    """A virtual parameter: rows ``start:stop`` of a native tensor, transposed first if asked."""
+
+    native: str
+    shape: tuple
+    transpose: bool = False
+    rows: tuple | None = None
+
+
+@dataclass(frozen=True)
+class NativeOut:
+    """One output tensor: its name, shape, dtype, and the virtual parts it is assembled from."""
+
+    name: str
+    shape: tuple
+    dtype: str
+    parts: tuple
+    transpose: bool = False
+    alias_of: str | None = None
+
+
+def native_of(virtual: str) -> str:
+    """The native tensor a virtual parameter name belongs to.
+
+    >>> native_of("h.0.attn.c_attn.weight#q"), native_of("h.0.ln_1.weight")
+    ('h.0.attn.c_attn.weight', 'h.0.ln_1.weight')
+    """
+    return virtual.split("#", 1)[0]
+
+
 @dataclass
 class Layout:
-    """Everything :meth:`Adapter.from_signals` needs to rebuild native parameters."""
+    """A checkpoint planned from shapes: sizes, signals (specs), views, ties and drops."""
 
     family: str
     config: dict
@@ -162,15 +221,17 @@ class Layout:
     specs: dict
     ties: dict
     dropped: dict
-    likes: dict
+    views: dict
+    infos: dict
 
-    def like_for(self, name: str) -> Like:
-        like = self.likes.get(name)
-        if like is None:
-            like = self.likes.get(re.sub(r"(?<=\.)\d+(?=\.)", "0", name))
-        if like is None:
-            like = next(iter(self.likes.values()))
-        return like
+    def dtype_for(self, name: str) -> str:
+        """The source dtype of native ``name`` (a new layer takes layer 0's)."""
+        info = self.infos.get(name)
+        if info is None:
+            info = self.infos.get(re.sub(r"(?<=\.)\d+(?=\.)", "0", name))
+        if info is None:
+            info = next(iter(self.infos.values()))
+        return info.dtype
 
 
 class Adapter:
@@ -187,6 +248,10 @@ class Adapter:
         resized target (kept tied) instead of being resized on its own.
     drops : tuple of (regex, reason)
         Non-persistent buffers the model rebuilds: reported, not written.
+    transposed : tuple of regex
+        Native tensors stored ``[in, out]`` (GPT-2 ``Conv1D``).
+    fusions : tuple of Fusion
+        Native tensors holding several canonical parameters (fused QKV, gate/up).
     """
 
     family = ""
@@ -194,108 +259,106 @@ class Adapter:
     rules: tuple[Rule, ...] = ()
     ties: tuple[tuple[str, str], ...] = ()
     drops: tuple[tuple[str, str], ...] = ()
+    transposed: tuple[str, ...] = ()
+    fusions: tuple[Fusion, ...] = ()
     gqa = False
     free_head_dim = False
 
     # -- family hooks --------------------------------------------------------------
-    def sizes(self, config: dict, params: Mapping[str, np.ndarray]) -> dict:
-        """Model-level sizes ``layers, hidden, heads, kv_heads, head_dim, ffn`` of a checkpoint."""
+    def sizes(self, config: dict, params: Mapping) -> dict:
+        """Model-level sizes ``layers, hidden, heads, kv_heads, head_dim, ffn`` of a checkpoint.
+
+        ``params`` maps native names to objects with a ``shape`` (arrays or TensorInfo).
+        """
         raise NotImplementedError
 
     def write_config(self, config: dict, sizes: Mapping[str, int]) -> dict:
         """A copy of ``config`` with this family's size keys set to ``sizes``."""
         raise NotImplementedError
 
-    def split(self, params: dict, config: dict) -> dict:
-        """Native -> canonical virtual parameters (identity unless the family fuses or transposes)."""
-        return dict(params)
-
-    def merge(self, virtual: dict, config: dict) -> dict:
-        """Inverse of :meth:`split`."""
-        return dict(virtual)
-
     @classmethod
     def claims(cls, names, config: dict) -> bool:
         """True if parameter ``names`` (and ``config``) look like this family."""
         return False
 
-    # -- shared machinery ----------------------------------------------------------
-    def analyse(self, params: Mapping, config: Mapping) -> tuple[Layout, dict]:
-        """(layout, signals) of a checkpoint; see :meth:`to_signals`."""
-        config = dict(config)
-        arrays, likes = {}, {}
-        for name, x in params.items():
-            arrays[name], likes[name] = to_numpy(x)
-        dropped = {}
-        for name in list(arrays):
-            for pattern, reason in self.drops:
-                if re.fullmatch(pattern, name):
-                    dropped[name] = reason
-                    del arrays[name]
-                    break
-        ties = {}
-        for alias_re, target_re in self.ties:
-            for alias in [n for n in arrays if re.fullmatch(alias_re, n)]:
-                targets = [n for n in arrays if re.fullmatch(target_re, n) and n != alias]
-                if len(targets) == 1 and arrays[alias].shape == arrays[targets[0]].shape and \
-                        np.array_equal(arrays[alias], arrays[targets[0]]):
-                    ties[alias] = targets[0]
-                    del arrays[alias]
-        virtual = self.split(arrays, config)
-        sizes = self.sizes(config, virtual)
-        specs = self._specs(virtual, sizes)
-        signals = {}
-        for spec in specs.values():
-            parts = []
-            for member in spec.members:
-                a = virtual[member]
-                parts.append(a.reshape(spec.shape[1:] if spec.layered else spec.shape))
-            data = np.stack(parts) if spec.layered else parts[0]
-            signals[spec.name] = WeightSignal(data, spec.roles, spec.name)
-        layout = Layout(self.family, config, sizes, specs, ties, dropped, likes)
-        return layout, signals
+    # -- layouts as data -----------------------------------------------------------
+    def is_transposed(self, native: str) -> bool:
+        return any(re.fullmatch(p, native) for p in self.transposed)
 
-    def _specs(self, virtual: Mapping[str, np.ndarray], sizes: Mapping[str, int]) -> dict:
+    def fusion_for(self, native: str) -> Fusion | None:
+        return next((f for f in self.fusions if f.match(native)), None)
+
+    def drop_reason(self, name: str) -> str | None:
+        return next((why for p, why in self.drops if re.fullmatch(p, name)), None)
+
+    def tie_candidates(self, infos: Mapping) -> dict:
+        """``{alias: target}`` pairs the tie rules allow by name and shape (values unchecked)."""
+        out = {}
+        for alias_re, target_re in self.ties:
+            for alias in [n for n in infos if re.fullmatch(alias_re, n)]:
+                targets = [n for n in infos if re.fullmatch(target_re, n) and n != alias]
+                if len(targets) == 1 and tuple(infos[alias].shape) == tuple(infos[targets[0]].shape):
+                    out[alias] = targets[0]
+        return out
+
+    def views(self, natives: Mapping, sizes: Mapping[str, int]) -> dict:
+        """``{virtual name: View}`` of native tensors (identity views unless transposed/fused)."""
+        out = {}
+        for name, info in natives.items():
+            shape = tuple(info.shape)
+            transpose = self.is_transposed(name)
+            if transpose:
+                shape = shape[::-1]
+            fusion = self.fusion_for(name)
+            if fusion is None:
+                out[name] = View(name, shape, transpose)
+                continue
+            rows = fusion.rows(sizes)
+            if sum(rows) != shape[0]:
+                raise UnsupportedModelError(
+                    f"{name} has {shape[0]} fused rows, but the config implies "
+                    f"{' + '.join(map(str, rows))} = {sum(rows)} ({', '.join(fusion.suffixes)}); "
+                    "pass the checkpoint's own config")
+            start = 0
+            for suffix, n in zip(fusion.suffixes, rows):
+                out[name + suffix] = View(name, (n, *shape[1:]), transpose, (start, start + n))
+                start += n
+        return out
+
+    def layout(self, infos: Mapping, config: Mapping, *, ties: Mapping | None = None) -> Layout:
+        """Plan a checkpoint from its tensor records (no data); ``ties`` are confirmed ties."""
+        config = dict(config)
+        ties = dict(ties or {})
+        dropped = {n: why for n in infos if (why := self.drop_reason(n)) is not None}
+        natives = {n: i for n, i in infos.items() if n not in dropped and n not in ties}
+        sizes = self.sizes(config, natives)
+        foreign = {n: i for n, i in natives.items() if getattr(i, "rule", None) is not None}
+        views = self.views({n: i for n, i in natives.items() if n not in foreign}, sizes)
+        views.update({n: View(n, tuple(i.shape)) for n, i in foreign.items()})
+        rules = tuple(Rule(re.escape(n), n, *i.rule) for n, i in foreign.items()) + self.rules
+        specs = self._specs(views, sizes, rules)
+        return Layout(self.family, config, sizes, specs, ties, dropped, views, dict(infos))
+
+    def _specs(self, virtual: Mapping, sizes: Mapping[str, int], rules: tuple) -> dict:
         found: dict[str, dict] = {}
         unknown = []
-        for name, a in virtual.items():
-            for rule in self.rules:
-                m = rule.match(name)
-                if m is not None:
-                    break
-            else:
+        for name, view in virtual.items():
+            rule, m = next(((r, m) for r in rules if (m := r.match(name)) is not None), (None, None))
+            if rule is None:
                 unknown.append(name)
                 continue
+            _check_native_shape(name, tuple(view.shape), rule, sizes)
             entry = found.setdefault(rule.signal, {"rule": rule, "layers": {}, "template": None})
             if entry["rule"] is not rule:
                 raise UnsupportedModelError(
                     f"{name!r} and {entry['template']!r} both map to signal {rule.signal!r}; "
-                    "the checkpoint mixes naming conventions; pass one model's parameters"
-                )
-            if rule.layered:
-                i = int(m.group("layer"))
-                s, e = m.span("layer")
-                template = name[:s] + "{layer}" + name[e:]
-            else:
-                i, template = 0, name
+                    "the checkpoint mixes naming conventions; pass one model's parameters")
+            i, template = _layer_of(name, m, rule)
             if entry["template"] not in (None, template):
                 raise UnsupportedModelError(
                     f"signal {rule.signal!r} matches both {entry['template']!r} and {template!r}; "
-                    "pass the parameters of one model (one prefix) at a time"
-                )
+                    "pass the parameters of one model (one prefix) at a time")
             entry["template"] = template
-            expected = tuple(
-                math.prod(_size(s, sizes, -1) for s in g) for g in rule.native_dims
-            )
-            if len(a.shape) != len(expected) or any(
-                e >= 0 and e != n for e, n in zip(expected, a.shape)
-            ):
-                shown = tuple("any" if e < 0 else e for e in expected)
-                raise UnsupportedModelError(
-                    f"parameter {name!r} has shape {tuple(a.shape)} but the config "
-                    f"({', '.join(f'{k}={v}' for k, v in sizes.items())}) implies {shown}; "
-                    "pass the checkpoint's own config"
-                )
             entry["layers"][i] = name
         if unknown:
             shown = ", ".join(repr(n) for n in unknown[:8])
@@ -303,81 +366,70 @@ class Adapter:
             raise ParameterKeyError(
                 f"the {self.family} adapter has no treatment for {shown}{more}; expected only "
                 f"parameters of a {self.family} checkpoint (check family= and that the mapping "
-                "holds one model's parameters)"
-            )
-        specs = {}
-        for signal, entry in found.items():
-            rule, layers = entry["rule"], entry["layers"]
-            if rule.layered and sorted(layers) != list(range(sizes["layers"])):
-                missing = sorted(set(range(sizes["layers"])) - set(layers))
-                extra = sorted(set(layers) - set(range(sizes["layers"])))
-                raise ParameterKeyError(
-                    f"signal {signal!r} ({entry['template']!r}) is missing layers {missing} "
-                    f"and has unexpected layers {extra}, but the config says "
-                    f"{sizes['layers']} layers; pass a complete checkpoint and its own config"
-                )
-            members = tuple(layers[i] for i in sorted(layers))
-            first = virtual[members[0]].shape
-            canonical = []
-            native = iter(first)
-            for group in rule.native_dims:
-                n = next(native)
-                if len(group) == 1:
-                    canonical.append(n)
-                else:
-                    canonical.extend(_size(s, sizes, n) for s in group)
-            shape = ((len(members),) if rule.layered else ()) + tuple(canonical)
-            specs[signal] = Spec(signal, rule, entry["template"], members, shape)
-        return specs
+                "holds one model's parameters)")
+        return {signal: _spec(signal, entry, virtual, sizes) for signal, entry in found.items()}
 
-    def to_signals(self, params: Mapping, config: Mapping) -> dict:
-        """Native parameters -> ``{signal name: WeightSignal}`` (NumPy data).
+    def outputs(self, layout: Layout, shapes: Mapping[str, tuple]) -> dict:
+        """``{native: NativeOut}`` of the resized checkpoint, in the order they complete.
 
-        Parameters
-        ----------
-        params : mapping of str to array
-            Native parameter names to numpy/torch/tensorflow/jax arrays; not modified.
-        config : mapping
-            The checkpoint's Hugging Face config keys.
+        ``shapes`` maps every signal to its target canonical shape. Virtual parts
+        are joined back into their native tensor (transposed back where stored so);
+        tied aliases follow their target.
         """
-        return self.analyse(params, config)[1]
-
-    def emit(self, layout: Layout, signals: Mapping) -> dict:
-        """Signals -> native parameters in the source's frameworks and dtypes."""
-        virtual = {}
+        parts: dict[str, dict] = {}
+        out: dict[str, NativeOut] = {}
         for spec in layout.specs.values():
-            sig = signals[spec.name]
-            data = sig.data if hasattr(sig, "data") else sig
-            data = data if isinstance(data, np.ndarray) else to_numpy(data)[0]
-            shape = tuple(data.shape)
+            shape = tuple(shapes[spec.name])
             native = spec.native_shape(shape)
-            if spec.layered:
-                for i, name in enumerate(spec.names(shape[0])):
-                    virtual[name] = data[i].reshape(native)
-            else:
-                virtual[spec.template] = data.reshape(native)
-        arrays = self.merge(virtual, layout.config)
+            for name in spec.names(shape[0] if spec.layered else 1):
+                base = native_of(name)
+                parts.setdefault(base, {})[name] = native
+                fusion = self.fusion_for(base)
+                want = [base + s for s in fusion.suffixes] if fusion and base != name else [base]
+                if all(w in parts[base] for w in want):
+                    rows = sum(parts[base][w][0] for w in want)
+                    full = (rows, *parts[base][want[0]][1:])
+                    transpose = self.is_transposed(base)
+                    out[base] = NativeOut(base, full[::-1] if transpose else full,
+                                          layout.dtype_for(base), tuple(want), transpose)
         for alias, target in layout.ties.items():
-            arrays[alias] = arrays[target]
-        converted = {}
-        for name, a in arrays.items():
-            converted[name] = from_numpy(a, layout.like_for(name))
-        for alias, target in layout.ties.items():
-            if layout.like_for(alias) == layout.like_for(target):
-                converted[alias] = converted[target]
-        return converted
+            t = out.get(target)
+            if t is not None:
+                out[alias] = NativeOut(alias, t.shape, layout.dtype_for(alias), (), False, t.name)
+        return out
 
-    def from_signals(self, signals: Mapping, like_params: Mapping, config: Mapping) -> dict:
-        """Canonical signals -> native parameters named like ``like_params``.
 
-        Parameters
-        ----------
-        signals : mapping of str to WeightSignal
-            As returned by :meth:`to_signals`, possibly resized.
-        like_params : mapping
-            The source parameters: they fix names, ties, frameworks and dtypes.
-        config : mapping
-            The source config (sizes of the output come from the signals).
-        """
-        layout, _ = self.analyse(like_params, config)
-        return self.emit(layout, signals)
+def _check_native_shape(name: str, shape: tuple, rule: Rule, sizes: Mapping[str, int]) -> None:
+    expected = tuple(math.prod(_size(s, sizes, -1) for s in g) for g in rule.native_dims)
+    if len(shape) != len(expected) or any(e >= 0 and e != n for e, n in zip(expected, shape)):
+        shown = tuple("any" if e < 0 else e for e in expected)
+        raise UnsupportedModelError(
+            f"parameter {name!r} has shape {shape} but the config "
+            f"({', '.join(f'{k}={v}' for k, v in sizes.items())}) implies {shown}; "
+            "pass the checkpoint's own config")
+
+
+def _layer_of(name: str, m, rule: Rule) -> tuple[int, str]:
+    if not rule.layered:
+        return 0, name
+    s, e = m.span("layer")
+    return int(m.group("layer")), name[:s] + "{layer}" + name[e:]
+
+
+def _spec(signal: str, entry: dict, virtual: Mapping, sizes: Mapping[str, int]) -> Spec:
+    rule, layers = entry["rule"], entry["layers"]
+    if rule.layered and sorted(layers) != list(range(sizes["layers"])):
+        missing = sorted(set(range(sizes["layers"])) - set(layers))
+        extra = sorted(set(layers) - set(range(sizes["layers"])))
+        raise ParameterKeyError(
+            f"signal {signal!r} ({entry['template']!r}) is missing layers {missing} "
+            f"and has unexpected layers {extra}, but the config says "
+            f"{sizes['layers']} layers; pass a complete checkpoint and its own config")
+    members = tuple(layers[i] for i in sorted(layers))
+    native = iter(virtual[members[0]].shape)
+    canonical = []
+    for group in rule.native_dims:
+        n = next(native)
+        canonical.extend([n] if len(group) == 1 else [_size(s, sizes, n) for s in group])
+    shape = ((len(members),) if rule.layered else ()) + tuple(canonical)
+    return Spec(signal, rule, entry["template"], members, shape)

@@ -26,12 +26,12 @@ __all__ = ["FAMILIES", "detect_family", "get_adapter"]
 
 #: family name -> (module, class) of its adapter, in detection order.
 FAMILIES = {
-    "bert": ("bert", "BertAdapter"),
-    "gpt2": ("gpt2", "GPT2Adapter"),
-    "llama": ("llama", "LlamaAdapter"),
-    "vit": ("vit", "ViTAdapter"),
-    "deit": ("vit", "DeiTAdapter"),
-    "dinov2": ("vit", "Dinov2Adapter"),
+    "bert": ("families.bert", "BertAdapter"),
+    "gpt2": ("families.gpt2", "GPT2Adapter"),
+    "llama": ("families.llama", "LlamaAdapter"),
+    "vit": ("families.vit", "ViTAdapter"),
+    "deit": ("families.vit", "DeiTAdapter"),
+    "dinov2": ("families.vit", "Dinov2Adapter"),
 }
 
 

@@ -69,16 +69,22 @@ class NonFiniteError(BotError, ValueError):
     """Weights hold NaN or infinite values, which a resize would spread into the output."""
 
 
-class OutputError(BotError, OSError):
-    """The output location cannot take the result: not writable, no space, or in use."""
+class OutputError(BotError, OSError, ValueError):
+    """The output location cannot take the result: not writable, no space, or in use.
+
+    Also a ``ValueError``: the ``out=`` value given cannot be used.
+    """
 
 
 class OutputExistsError(OutputError, FileExistsError, OptionError):
     """The output path exists and replacing it was not asked for (``overwrite``)."""
 
 
-class ResourceError(BotError, MemoryError):
-    """The planned resize needs more memory than the limit allows (refused before any work)."""
+class ResourceError(BotError, MemoryError, ValueError):
+    """The planned resize needs more memory than the limit allows (refused before any work).
+
+    Also a ``ValueError``: the target asked for is too large for this machine.
+    """
 
 
 class ParameterKeyError(BotError, KeyError):

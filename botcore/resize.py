@@ -52,7 +52,7 @@ from .planning import Plan, check_shape, plan
 from .roles import SUM_ROLES, normalize_roles
 from .wavelets import filter_bank
 
-__all__ = ["GAINS", "resize", "select", "take"]
+__all__ = ["GAINS", "gain_factor", "resize", "select", "take"]
 
 
 
@@ -78,8 +78,17 @@ def _target(b, x, shape, roles, func):
     return src, dst, normalize_roles(roles, len(src))
 
 
-def _gain_factor(p: Plan, roles: tuple[str, ...], gain: str) -> float:
-    """Scalar applied after the transform: fractional steps' orthonormal factor and role gains."""
+def gain_factor(p: Plan, roles: tuple[str, ...], gain: str) -> float:
+    """Scalar applied after the transform for ``gain`` ``"paper"`` or ``"function"``.
+
+    The fractional steps' orthonormal factor times, for ``"function"``, the role gains;
+    ``resize(x, gain=g) == gain_factor(p, roles, g) / gain_factor(p, roles, "paper") *
+    resize(x, gain="paper")`` up to rounding.
+
+    >>> from botcore.planning import plan
+    >>> gain_factor(plan((4, 6), (2, 3)), ("out", "in"), "function")  # a mean axis and a sum axis
+    1.0
+    """
     factor = 1.0
     for a, role in zip(p.axes, roles):
         if a.fraction is not None:
@@ -166,7 +175,7 @@ def resize(
     for axis, a in enumerate(p.axes):
         if a.fraction is not None and a.dst > a.src:
             y = b.resample(y, *area_operator(*a.fraction), axis=axis)
-    factor = _gain_factor(p, roles, gain)
+    factor = gain_factor(p, roles, gain)
     if gain == "std":
         have = b.std(y)
         want = b.std(x)

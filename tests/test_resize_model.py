@@ -234,7 +234,7 @@ def test_output_directory_is_complete_and_refuses_to_clobber(tmp_path):
     r = resize_model(src, {"hidden": 8}, out=out)
     assert r.out == out
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["1_Pooling", "config.json", "model.safetensors", "vocab.txt"]
+    assert names == ["1_Pooling", "README.md", "config.json", "model.safetensors", "vocab.txt"]
     assert json.loads((out / "config.json").read_text())["hidden_size"] == 8
     assert json.loads((out / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"] == 8
     assert any(rec.names == ("embeddings.position_ids",) for rec in r.report)
@@ -248,12 +248,12 @@ def test_output_directory_is_complete_and_refuses_to_clobber(tmp_path):
 
 def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
     src = _write_source(tmp_path)
-    from botcore.adapters import checkpoint
+    from botcore.adapters.io import hf
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(checkpoint, "_save_params", boom)
+    monkeypatch.setattr(hf, "write_at", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         resize_model(src, {"hidden": 8}, out=tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
@@ -310,7 +310,7 @@ def test_existing_out_is_refused_before_any_work(tmp_path, monkeypatch):
     from botcore.adapters import api
 
     (tmp_path / "out").mkdir()
-    monkeypatch.setattr(api, "_prepare", lambda *a, **k: pytest.fail("planned despite out"))
+    monkeypatch.setattr(api, "plan_model", lambda *a, **k: pytest.fail("planned despite out"))
     with pytest.raises(OptionError, match="already exists"):
         resize_model(bert_params(), {"hidden": 8}, config=CFG, out=tmp_path / "out")
 
@@ -332,7 +332,7 @@ def test_sharded_safetensors_directory(tmp_path):
     (src / "config.json").write_text(json.dumps(CFG))
     r = resize_model(src, {"hidden": 8}, out=tmp_path / "out")
     ref = resize_model(params, {"hidden": 8}, config=CFG)
-    assert sorted(p.name for p in r.out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in r.out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     assert all(np.array_equal(r.params[k], ref.params[k]) for k in ref.params)
 
 

@@ -53,6 +53,8 @@ def _keras_preset(path: Path) -> bool:
 
 def source_format(source) -> str:
     """The format name of ``source`` (see the module table); raises for anything unknown."""
+    if hasattr(source, "read_rows") and hasattr(source, "format"):
+        return source.format  # an open reader
     if isinstance(source, Mapping):
         return "mapping"
     if _is_keras_object(source):

@@ -7,7 +7,7 @@ non-zero status: 1 for errors while running, 2 for a command line argparse
 rejects. ``--debug`` (before or after the subcommand) adds the traceback. No
 output path is created unless the command succeeds: results are written to a
 temporary sibling and renamed into place. Module top imports the standard
-library only; the work lives in :mod:`botcore.cli.load`,
+library only; the work lives in :mod:`botcore.cli.load`, :mod:`botcore.cli.inspect`,
 :mod:`botcore.cli.inspection`, :mod:`botcore.cli.resize` and :mod:`botcore.cli.demo`.
 
 Examples
@@ -25,7 +25,7 @@ import os
 import sys
 import traceback
 
-from ..names import GAINS, METHODS, SIZES
+from ..names import DTYPE_CHOICES, GAINS, METHODS, SIZES
 
 __all__ = ["TARGET_FIELDS", "build_parser", "main"]
 
@@ -36,11 +36,16 @@ RESIZE_EXAMPLE = """\
 example:
   botcore resize path/to/all-MiniLM-L6-v2 small-minilm --layers 3 --hidden 192 --heads 6 --ffn 768
   botcore resize model.safetensors out_dir --config config.json --layers 12 --hidden 768 --ffn 3072
+  botcore resize SmolLM2-135M.gguf small --layers 15 --hidden 288 --heads 9 --kv-heads 3
   botcore resize paraphrase-MiniLM-L3-v2.onnx small.onnx --layers 2 --hidden 192 --heads 6
 
-SRC may be a Hugging Face model directory (config.json + *.safetensors), a
-.safetensors file (with --config, or a config.json beside it) or an .onnx
-graph; the format is detected. Sizes not given keep the source's value.
+SRC may be a Hugging Face model directory (config.json + safetensors shards or
+pytorch_model.bin), a .safetensors/.bin file (with --config, or a config.json
+beside it), a .gguf file, a keras preset folder or an .onnx graph; the format is
+detected. DST is a directory (sharded safetensors, config, tokenizer, model card),
+or a .gguf / .onnx path. Sizes not given follow the source: layers and hidden are
+kept; attention heads and ffn scale with hidden (head_dim kept); kv-heads keep
+the query group size.
 """
 
 INSPECT_EXAMPLE = """\
@@ -124,15 +129,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("resize", parents=[common], formatter_class=fmt, epilog=RESIZE_EXAMPLE,
                        help="shrink or grow a checkpoint to target sizes",
-                       description="Shrink or grow a checkpoint (HF directory, .safetensors or .onnx).")
-    r.add_argument("src", metavar="SRC", help="model directory, .safetensors file or .onnx file")
-    r.add_argument("dst", metavar="DST", help="output directory (or .onnx file for an ONNX source)")
+                       description="Shrink or grow a checkpoint (HF directory, safetensors, GGUF, "
+                                   "keras preset or ONNX).")
+    r.add_argument("src", metavar="SRC", help="model directory, .safetensors/.bin, .gguf or .onnx file")
+    r.add_argument("dst", metavar="DST", help="output directory, or a .gguf / .onnx file")
     _add_target(r)
     _add_transform(r)
     r.add_argument("--config", metavar="CONFIG.json", help="model config for a bare .safetensors file")
     r.add_argument("--family", metavar="NAME", help="model family, if detection fails (e.g. bert, gpt2, llama, vit)")
     r.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
-    r.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    r.add_argument("--dtype", choices=DTYPE_CHOICES, default="keep",
+                   help="dtype of the written weights (default: keep each source dtype)")
+    r.add_argument("--max-shard-size", default="5GB", metavar="SIZE",
+                   help="largest safetensors shard of a directory output (default: 5GB)")
+    r.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory the resize may use (default: what is available); a resize that "
+                        "needs more is refused before any work")
+    r.add_argument("--allow-nonfinite", action="store_true",
+                   help="keep NaN/Inf weights instead of refusing the checkpoint")
+    r.add_argument("--quiet", action="store_true", help="print nothing (no progress bar, no summary)")
 
     i = sub.add_parser("inspect", parents=[common], formatter_class=fmt, epilog=INSPECT_EXAMPLE,
                        help="energy per wavelet band of each weight module, as a table and a figure",
@@ -179,7 +194,7 @@ def _run(args) -> int:
 
         return run_resize(args)
     if args.command == "inspect":
-        from .resize import run_inspect
+        from .inspect import run_inspect
 
         return run_inspect(args)
     from .demo import run_demo
@@ -191,6 +206,7 @@ def main(argv=None) -> int:
     """Run the ``botcore`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

@@ -9,8 +9,8 @@ checkpoint:
   ``mlp.fc1``/``mlp.fc2``, ``layer_scale1.lambda1``);
 * transformers 5 in memory: ``vit.layers.N.attention.q_proj`` ... ``o_proj``, ``mlp.fc1``/``fc2``
   (DINOv2: ``encoder.layer.N.attention.q_proj``);
-* timm (without importing timm): ``blocks.N.attn.qkv`` (fused ``[3 * hidden, hidden]``, split
-  into q/k/v first), ``attn.proj``, ``mlp.fc1``/``fc2``, ``norm1``/``norm2``, ``ls1.gamma``,
+* timm (without importing timm): ``blocks.N.attn.qkv`` (fused ``[3 * hidden, hidden]``,
+  declared a fusion of q/k/v row blocks), ``attn.proj``, ``mlp.fc1``/``fc2``, ``norm1``/``norm2``, ``ls1.gamma``,
   ``cls_token``, ``dist_token``, ``pos_embed``, ``patch_embed.proj``, ``norm``, ``fc_norm``,
   ``head``, ``head_dist``. timm has no config: give ``config=`` with at least
   ``num_attention_heads``; the other sizes are read off the tensors.
@@ -24,22 +24,21 @@ with ``[cls, mean patch]``, is ``(fixed, fixed, in)``), LayerScale gains
 
 Examples
 --------
->>> import numpy as np
->>> v = ViTAdapter().split({"blocks.0.attn.qkv.weight": np.zeros((12, 4))}, {})
->>> sorted((k, a.shape) for k, a in v.items())[0]
-('blocks.0.attn.qkv#k.weight', (4, 4))
+>>> from botcore.adapters.io.base import TensorInfo
+>>> v = ViTAdapter().views({"blocks.0.attn.qkv.weight": TensorInfo("w", (12, 4), "float32")},
+...                        {"heads": 2, "head_dim": 2, "kv_heads": 2})
+>>> sorted((k, view.shape) for k, view in v.items())[0]
+('blocks.0.attn.qkv.weight#k', (4, 4))
 """
 
 from __future__ import annotations
 
 import re
 
-import numpy as np
-
 from botcore.errors import TargetError, UnsupportedModelError
 
-from .base import Adapter, Rule
-from .bert import _attention_and_ffn, linear_rules, vector_rules
+from ..base import Adapter, Rule
+from .common import attention_and_ffn, linear_rules, qkv_fusion, vector_rules
 
 __all__ = ["DeiTAdapter", "Dinov2Adapter", "ViTAdapter"]
 
@@ -48,8 +47,6 @@ _E = _P + r"embeddings\."
 _L = _P + r"(?:encoder\.layer|layers)\.(?P<layer>\d+)\."
 _T = r"blocks\.(?P<layer>\d+)\."
 _TOKEN = "_,_,hidden", "fixed,fixed,out"
-_FUSED = re.compile(r"(.*blocks\.\d+\.attn\.qkv)\.(weight|bias)")
-_PARTS = ("q", "k", "v")
 
 
 def _rules(classifier_dims: str, classifier_roles: str) -> tuple[Rule, ...]:
@@ -61,7 +58,7 @@ def _rules(classifier_dims: str, classifier_roles: str) -> tuple[Rule, ...]:
         Rule(_E + r"position_embeddings", "embed.position", *_TOKEN),
         *linear_rules(_E + r"patch_embeddings\.projection", "patch", "hidden,_,_,_",
                       "out,fixed,fixed,fixed"),
-        *_attention_and_ffn(_L, {
+        *attention_and_ffn(_L, {
             "q": r"attention\.(?:attention\.query|q_proj)", "k": r"attention\.(?:attention\.key|k_proj)",
             "v": r"attention\.(?:attention\.value|v_proj)", "o": r"attention\.(?:output\.dense|o_proj)",
             "ffn_in": r"(?:intermediate\.dense|mlp\.fc1)", "ffn_out": r"(?:output\.dense|mlp\.fc2)",
@@ -78,8 +75,9 @@ def _rules(classifier_dims: str, classifier_roles: str) -> tuple[Rule, ...]:
         Rule(r"dist_token", "token.dist", *_TOKEN),
         Rule(r"pos_embed", "embed.position", *_TOKEN),
         *linear_rules(r"patch_embed\.proj", "patch", "hidden,_,_,_", "out,fixed,fixed,fixed"),
-        *_attention_and_ffn(_T, {
-            "q": r"attn\.qkv#q", "k": r"attn\.qkv#k", "v": r"attn\.qkv#v", "o": r"attn\.proj",
+        *attention_and_ffn(_T, {
+            "q": (r"attn\.qkv", "#q"), "k": (r"attn\.qkv", "#k"), "v": (r"attn\.qkv", "#v"),
+            "o": r"attn\.proj",
             "ffn_in": r"mlp\.fc1", "ffn_out": r"mlp\.fc2", "norm1": r"norm1", "norm2": r"norm2"}),
         Rule(_T + r"ls1\.gamma", "scale1", "hidden", "out", residual=True),
         Rule(_T + r"ls2\.gamma", "scale2", "hidden", "out", residual=True),
@@ -100,6 +98,7 @@ class ViTAdapter(Adapter):
     family = "vit"
     model_types = ("vit",)
     rules = _rules("_,hidden", "fixed,in")
+    fusions = (qkv_fusion(r"(?:.*\.)?blocks\.\d+\.attn\.qkv\.(?:weight|bias)"),)
 
     def sizes(self, config, params):
         hidden = config.get("hidden_size") or config.get("embed_dim")
@@ -149,34 +148,6 @@ class ViTAdapter(Adapter):
                               ("num_heads", "num_attention_heads")):
             if timm_key in config:
                 out[timm_key] = out[key]
-        return out
-
-    def split(self, params, config):
-        out = {}
-        for name, a in params.items():
-            m = _FUSED.fullmatch(name)
-            if m is None:
-                out[name] = a
-                continue
-            if a.shape[0] % 3:
-                raise UnsupportedModelError(
-                    f"{name} has shape {a.shape}; expected 3 * hidden fused q/k/v rows"
-                )
-            n = a.shape[0] // 3
-            for i, part in enumerate(_PARTS):
-                out[f"{m.group(1)}#{part}.{m.group(2)}"] = a[i * n:(i + 1) * n]
-        return out
-
-    def merge(self, virtual, config):
-        out = {}
-        for name, a in virtual.items():
-            m = re.fullmatch(r"(.*attn\.qkv)#([qkv])\.(weight|bias)", name)
-            if m is None:
-                out[name] = a
-            elif m.group(2) == "q":
-                base, kind = m.group(1), m.group(3)
-                out[f"{base}.{kind}"] = np.concatenate(
-                    [virtual[f"{base}#{p}.{kind}"] for p in _PARTS], axis=0)
         return out
 
     @classmethod

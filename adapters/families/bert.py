@@ -19,54 +19,13 @@ Examples
 
 from __future__ import annotations
 
-from .base import Adapter, Rule
+from ..base import Adapter, Rule
+from .common import attention_and_ffn, linear_rules, vector_rules
 
 __all__ = ["BertAdapter"]
 
 _P = r"(?:bert\.)?"
 _L = _P + r"encoder\.layer\.(?P<layer>\d+)\."
-
-
-def _attention_and_ffn(L: str, names: dict) -> tuple[Rule, ...]:
-    """Layer rules for BERT-style encoders; ``names`` maps canonical pieces to native names."""
-    q = "heads*head_dim,hidden", "head*head_dim,in"
-    kv = "kv_heads*head_dim,hidden", "head*head_dim,in"
-    return (
-        Rule(L + names["q"] + r"\.weight", "q", *q),
-        Rule(L + names["q"] + r"\.bias", "q.bias", "heads*head_dim", "head*head_dim"),
-        Rule(L + names["k"] + r"\.weight", "k", *kv),
-        Rule(L + names["k"] + r"\.bias", "k.bias", "kv_heads*head_dim", "head*head_dim"),
-        Rule(L + names["v"] + r"\.weight", "v", *kv),
-        Rule(L + names["v"] + r"\.bias", "v.bias", "kv_heads*head_dim", "head*head_dim"),
-        Rule(L + names["o"] + r"\.weight", "o", "hidden,heads*head_dim",
-             "out,in_head*in_head_dim", residual=True),
-        Rule(L + names["o"] + r"\.bias", "o.bias", "hidden", "out", residual=True),
-        Rule(L + names["ffn_in"] + r"\.weight", "ffn_in", "ffn,hidden", "out,in"),
-        Rule(L + names["ffn_in"] + r"\.bias", "ffn_in.bias", "ffn", "out"),
-        Rule(L + names["ffn_out"] + r"\.weight", "ffn_out", "hidden,ffn", "out,in", residual=True),
-        Rule(L + names["ffn_out"] + r"\.bias", "ffn_out.bias", "hidden", "out", residual=True),
-        Rule(L + names["norm1"] + r"\.weight", "norm1.weight", "hidden", "out"),
-        Rule(L + names["norm1"] + r"\.bias", "norm1.bias", "hidden", "out"),
-        Rule(L + names["norm2"] + r"\.weight", "norm2.weight", "hidden", "out"),
-        Rule(L + names["norm2"] + r"\.bias", "norm2.bias", "hidden", "out"),
-    )
-
-
-def vector_rules(prefix: str, signal: str, dims: str = "hidden") -> tuple[Rule, ...]:
-    """Weight and bias rules for a LayerNorm (or bias-carrying vector pair) at ``prefix``."""
-    return (
-        Rule(prefix + r"\.weight", signal + ".weight", dims, "out"),
-        Rule(prefix + r"\.bias", signal + ".bias", dims, "out"),
-    )
-
-
-def linear_rules(prefix: str, signal: str, dims: str, roles: str) -> tuple[Rule, ...]:
-    """Weight and bias rules for a linear layer ``(out, in)`` at ``prefix``."""
-    out_dim, out_role = dims.split(",")[0], roles.split(",")[0]
-    return (
-        Rule(prefix + r"\.weight", signal, dims, roles),
-        Rule(prefix + r"\.bias", signal + ".bias", out_dim, out_role),
-    )
 
 
 class BertAdapter(Adapter):
@@ -81,7 +40,7 @@ class BertAdapter(Adapter):
         Rule(_P + r"embeddings\.token_type_embeddings\.weight", "embed.token_type", "_,hidden",
              "fixed,out"),
         *vector_rules(_P + r"embeddings\.LayerNorm", "embed.norm"),
-        *_attention_and_ffn(_L, {
+        *attention_and_ffn(_L, {
             "q": r"attention\.self\.query", "k": r"attention\.self\.key", "v": r"attention\.self\.value",
             "o": r"attention\.output\.dense", "ffn_in": r"intermediate\.dense",
             "ffn_out": r"output\.dense", "norm1": r"attention\.output\.LayerNorm",

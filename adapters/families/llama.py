@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from botcore.errors import UnsupportedModelError
 
-from .base import Adapter, Rule
-from .methods import layer_indices
+from ..base import Adapter, Rule
+from ..methods import layer_indices
 
 __all__ = ["LlamaAdapter"]
 

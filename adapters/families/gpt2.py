@@ -1,41 +1,35 @@
 """GPT-2: GPT2Model, GPT2LMHeadModel, GPT2ForSequenceClassification.
 
-Contract: ``Conv1D`` weights are stored ``[in, out]``; :meth:`GPT2Adapter.split`
-transposes them to canonical ``(out, in)`` and splits the fused ``c_attn``
-(``[hidden, 3 * hidden]``) into ``q``, ``k`` and ``v`` before any rule applies,
-so a long filter never mixes them; :meth:`GPT2Adapter.merge` undoes both
-exactly. ``lm_head.weight`` tied to ``wte`` stays tied (resized once; not
+Contract: ``Conv1D`` weights are stored ``[in, out]``: they are declared
+:attr:`~botcore.adapters.base.Adapter.transposed`, so rules see canonical
+``(out, in)``; the fused ``c_attn`` (``[hidden, 3 * hidden]``) is declared a
+fusion of ``q``, ``k`` and ``v`` row blocks, so a long filter never mixes them;
+writing reverses both exactly. ``lm_head.weight`` tied to ``wte`` stays tied (resized once; not
 written when the source did not hold it). The causal-mask buffers
 ``attn.bias``/``attn.masked_bias`` of old checkpoints are non-persistent:
 reported, not written.
 
 Examples
 --------
->>> import numpy as np
->>> w = np.arange(12.0).reshape(2, 6)  # Conv1D c_attn of hidden 2: [in, 3 * out]
->>> v = GPT2Adapter().split({"h.0.attn.c_attn.weight": w}, {})
->>> sorted(v), v["h.0.attn.c_attn.weight#q"].shape
-(['h.0.attn.c_attn.weight#k', 'h.0.attn.c_attn.weight#q', 'h.0.attn.c_attn.weight#v'], (2, 2))
+>>> from botcore.adapters.io.base import TensorInfo
+>>> v = GPT2Adapter().views({"h.0.attn.c_attn.weight": TensorInfo("w", (2, 6), "float32")},
+...                         {"heads": 1, "head_dim": 2, "kv_heads": 1})
+>>> [(k, view.shape, view.rows) for k, view in v.items()]  # doctest: +NORMALIZE_WHITESPACE
+[('h.0.attn.c_attn.weight#q', (2, 2), (0, 2)), ('h.0.attn.c_attn.weight#k', (2, 2), (2, 4)),
+ ('h.0.attn.c_attn.weight#v', (2, 2), (4, 6))]
 """
 
 from __future__ import annotations
 
-import re
-
-import numpy as np
-
 from botcore.errors import UnsupportedModelError
 
-from .base import Adapter, Rule
-from .bert import linear_rules, vector_rules
+from ..base import Adapter, Rule
+from .common import Q, linear_rules, qkv_fusion, vector_rules
 
 __all__ = ["GPT2Adapter"]
 
 _P = r"(?:transformer\.)?"
 _L = _P + r"h\.(?P<layer>\d+)\."
-_FUSED = re.compile(r"(.*h\.\d+\.attn\.c_attn)\.(weight|bias)")
-_CONV1D = re.compile(r"(?:.*\.)?h\.\d+\.(?:attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight")
-_PARTS = ("q", "k", "v")
 
 
 class GPT2Adapter(Adapter):
@@ -48,12 +42,8 @@ class GPT2Adapter(Adapter):
         Rule(_P + r"wpe\.weight", "embed.position", "_,hidden", "fixed,out"),
         *vector_rules(_L + r"ln_1", "norm1"),
         *vector_rules(_L + r"ln_2", "norm2"),
-        Rule(_L + r"attn\.c_attn\.weight#q", "q", "heads*head_dim,hidden", "head*head_dim,in"),
-        Rule(_L + r"attn\.c_attn\.weight#k", "k", "heads*head_dim,hidden", "head*head_dim,in"),
-        Rule(_L + r"attn\.c_attn\.weight#v", "v", "heads*head_dim,hidden", "head*head_dim,in"),
-        Rule(_L + r"attn\.c_attn\.bias#q", "q.bias", "heads*head_dim", "head*head_dim"),
-        Rule(_L + r"attn\.c_attn\.bias#k", "k.bias", "heads*head_dim", "head*head_dim"),
-        Rule(_L + r"attn\.c_attn\.bias#v", "v.bias", "heads*head_dim", "head*head_dim"),
+        *(r for part in ("q", "k", "v")
+          for r in linear_rules(_L + r"attn\.c_attn", part, *Q, suffix="#" + part)),
         Rule(_L + r"attn\.c_proj\.weight", "o", "hidden,heads*head_dim",
              "out,in_head*in_head_dim", residual=True),
         Rule(_L + r"attn\.c_proj\.bias", "o.bias", "hidden", "out", residual=True),
@@ -65,6 +55,8 @@ class GPT2Adapter(Adapter):
         *linear_rules(r"score", "score", "_,hidden", "fixed,in"),
     )
     ties = ((r"lm_head\.weight", _P + r"wte\.weight"),)
+    transposed = (r"(?:.*\.)?h\.\d+\.(?:attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight",)
+    fusions = (qkv_fusion(r"(?:.*\.)?h\.\d+\.attn\.c_attn\.(?:weight|bias)", kv="heads*head_dim"),)
     drops = (
         (_P + r"h\.\d+\.attn\.(?:bias|masked_bias)",
          "non-persistent buffer (causal mask): not written, the model rebuilds it"),
@@ -90,40 +82,6 @@ class GPT2Adapter(Adapter):
         out.update(n_layer=sizes["layers"], n_embd=sizes["hidden"], n_head=sizes["heads"])
         if config.get("n_inner") is not None or sizes["ffn"] != 4 * sizes["hidden"]:
             out["n_inner"] = sizes["ffn"]
-        return out
-
-    def split(self, params, config):
-        out = {}
-        for name, a in params.items():
-            m = _FUSED.fullmatch(name)
-            if m is not None:
-                a = a.T if m.group(2) == "weight" else a
-                if a.shape[0] % 3:
-                    raise UnsupportedModelError(
-                        f"{name} has shape {a.shape}; expected 3 * hidden fused q/k/v outputs"
-                    )
-                n = a.shape[0] // 3
-                for i, part in enumerate(_PARTS):
-                    out[f"{name}#{part}"] = a[i * n:(i + 1) * n]
-            elif _CONV1D.fullmatch(name):
-                out[name] = a.T
-            else:
-                out[name] = a
-        return out
-
-    def merge(self, virtual, config):
-        out = {}
-        for name, a in virtual.items():
-            base, _, part = name.partition("#")
-            if part:
-                if part != "q":
-                    continue
-                fused = np.concatenate([virtual[f"{base}#{p}"] for p in _PARTS], axis=0)
-                out[base] = fused.T if base.endswith("weight") else fused
-            elif _CONV1D.fullmatch(name):
-                out[name] = a.T
-            else:
-                out[name] = a
         return out
 
     @classmethod
