@@ -39,7 +39,7 @@ from pathlib import Path
 from botcore.errors import OptionError, OutputExistsError
 
 from . import pipeline
-from .io import open_reader, open_writer, source_format
+from .io import open_reader, open_writer, output_format, source_format
 from .pipeline import DEFAULT_GAIN, SHRINK_GAINS, Plan, Record, default_gain
 from .preflight import preflight
 
@@ -224,8 +224,10 @@ def resize_model(
     preflight(plan, out=out, max_memory=max_memory)
     writer = None
     if out is not None:
-        writer = open_writer(out, source_fmt=source_format(source), overwrite=overwrite,
-                             max_shard_size=max_shard_size)
+        fmt = output_format(out, source_format(source))
+        options = {"max_shard_size": max_shard_size} if fmt == "hf" else {}
+        writer = open_writer(out, source_fmt=source_format(source), fmt=fmt, overwrite=overwrite,
+                             **options)
     info = {"command": _call_text(source, target, dict(method=method, wavelet=wavelet, gain=gain,
                                                          dtype=None if dtype == "keep" else dtype))}
     info.update(card or {})
