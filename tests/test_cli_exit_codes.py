@@ -160,11 +160,11 @@ def test_a_missing_optional_dependency_exits_1_with_the_install_hint(tiny, tmp_p
 
 
 def test_an_interrupt_exits_130_and_writes_nothing(tmp_path):
-    """The source's weights are a FIFO nobody writes: the command blocks reading it until Ctrl-C."""
+    """The source's config is a FIFO nobody writes: the command blocks reading it until Ctrl-C."""
     src = tmp_path / "blocked"
     src.mkdir()
-    (src / "config.json").write_text(json.dumps(CONFIG))
-    os.mkfifo(src / "model.safetensors")
+    safetensors_numpy.save_file(_params(), str(src / "model.safetensors"))
+    os.mkfifo(src / "config.json")
     p = subprocess.Popen(BOTCORE + ["resize", str(src), str(tmp_path / "out"), "--hidden", "8"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
