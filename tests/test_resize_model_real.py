@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+import reference
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch = pytest.importorskip("torch")
@@ -39,6 +40,28 @@ def _embed(path):
     return hidden, (hidden * mask).sum(1) / mask.sum(1)
 
 
+MINILM_SIZES = {"layers": 6, "hidden": 384, "heads": 12, "kv_heads": 12, "head_dim": 32, "ffn": 1536}
+
+
+def _weights(folder) -> dict:
+    from safetensors.numpy import load_file
+
+    params = {}
+    for f in sorted(os.listdir(folder)):
+        if f.endswith(".safetensors"):
+            params.update(load_file(os.path.join(folder, f)))
+    return params
+
+
+def _check_values(out, target, *, method="bot", gain="std", wavelet="haar"):
+    """The written weights against the independent NumPy reference (tests/reference.py)."""
+    source = {k: v for k, v in _weights(MINILM).items() if k != "embeddings.position_ids"}
+    sizes = dict(target, kv_heads=target["heads"], head_dim=target["hidden"] // target["heads"])
+    expected = reference.resized_model(source, MINILM_SIZES, sizes, method=method, gain=gain,
+                                       wavelet=wavelet)
+    reference.assert_params_equal(_weights(out), expected, rtol=1e-4, atol=1e-5)
+
+
 def _check(out, target):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["num_hidden_layers"] == target["layers"] and cfg["hidden_size"] == target["hidden"]
@@ -54,6 +77,12 @@ def _check(out, target):
 def test_minilm_halved_loads_and_embeds(tmp_path):
     r = resize_model(MINILM, TARGETS["half"], out=tmp_path / "out")
     _check(r.out, TARGETS["half"])
+    _check_values(r.out, TARGETS["half"])  # the default gain of a BERT shrink: std
+
+
+def test_minilm_nondyadic_function_gain_matches_the_reference(tmp_path):
+    r = resize_model(MINILM, TARGETS["nondyadic"], gain="function", out=tmp_path / "out")
+    _check_values(r.out, TARGETS["nondyadic"], gain="function")
 
 
 def test_minilm_width_growth_with_haar_keeps_the_function(tmp_path):
@@ -78,6 +107,8 @@ def test_minilm_every_target_and_method(target, method, tmp_path):
         return
     r = resize_model(MINILM, t, method=method, out=tmp_path / "out")
     _check(r.out, t)
+    gain = "std" if target != "grow" else "function"  # the documented per-direction defaults
+    _check_values(r.out, t, method=method, gain=gain)
 
 
 @pytest.mark.slow
