@@ -8,7 +8,9 @@ seeds and one fixed data order per seed shared by every method, and writes
 then rename), and an interrupted case resumes from its JSON: runs already there are
 skipped when the settings match. ``--quick`` is a tiny budget with one seed (a smoke
 test of the whole pipeline; its numbers mean nothing) and writes ``<case>-quick.*``
-unless ``--out`` says otherwise.
+into a new temporary folder (printed), never into ``benchmarks/results``, unless
+``--out`` names a folder. ``decoder-s2l`` grows SmolLM2-135M to about twice its
+parameters (40 layers, FFN 3072).
 
 Methods are labels: ``scratch``, ``weight_selection``, ``layer_select``, ``net2net``
 and ``bot:<gain>:<wavelet>``; all of them except scratch go through
@@ -20,13 +22,16 @@ source layers / target layers, so that depth keeps their sum rather than their m
 ``bot:<gain>:<wavelet>:pca`` first rotates a decoder's residual stream onto its
 principal subspace (``resize_model(rotate=...)``, calibrated on the first 16
 training rows); ``bot:<gain>:<wavelet>:untie`` is its control (the tied LM head
-untied, nothing rotated). Ablation labels: ``<depth method>/<width method>`` and
+untied, nothing rotated) and ``:pca-tied`` the rotation with the head kept tied
+(approximate). Growth options: ``:id`` (identity layers for depth growth) and
+``:noise<alpha>`` (symmetry-breaking detail noise); see ``transfer_models.parse_method``.
+Ablation labels: ``<depth method>/<width method>`` and
 ``<method>+<part>:<other method>``. Every label is read by ``transfer_models.Family.resize``.
 
 Examples
 --------
 >>> sorted(CASES)
-['bert-l2s', 'bert-s2l', 'decoder-l2s', 'vit']
+['bert-l2s', 'bert-s2l', 'decoder-l2s', 'decoder-s2l', 'vit']
 >>> CASES["bert-l2s"].methods(quick=False)[:3]
 ['scratch', 'weight_selection', 'layer_select']
 """
@@ -37,6 +42,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -95,14 +101,18 @@ class Case:
     bot_methods: list = field(default_factory=bot_grid)
     bot_methods_by_target: dict = field(default_factory=dict)
     extra_methods: list = field(default_factory=list)
+    quick_methods: list = field(default_factory=lambda: ["bot:function:haar", "bot:std:db2"])
+    quick_targets: dict | None = None
 
     def baselines(self) -> list[str]:
         return ["net2net"] if self.grow else ["weight_selection", "layer_select"]
 
+    def targets_for(self, *, quick: bool) -> dict:
+        return self.quick_targets if quick and self.quick_targets else self.targets
+
     def methods(self, *, quick: bool, target: str | None = None) -> list[str]:
         if quick:
-            bot = ["bot:function:haar", "bot:std:db2"]
-            return ["scratch", *self.baselines(), *bot]
+            return ["scratch", *self.baselines(), *self.quick_methods]
         bot = self.bot_methods_by_target.get(target, self.bot_methods)
         return ["scratch", *self.baselines(), *bot, *self.extra_methods]
 
@@ -113,6 +123,10 @@ ABLATIONS = ["layer_select/bot:std:haar", "bot:std:haar/weight_selection",
 
 #: BoT labels with Haar and every gain (the cheapest documented subset).
 BOT_HAAR = bot_grid(GAINS, ("haar",))
+
+#: The growth ideas of the transfer issue (docs/transfer.md): symmetry-breaking detail noise,
+#: identity depth growth with it (identity depth alone equals net2net on dyadic ratios).
+GROWTH = ["bot:function:haar:noise1", "bot:function:haar:id:noise1"]
 
 CASES = {
     "bert-l2s": Case(
@@ -131,7 +145,9 @@ CASES = {
         full=Budget(steps=160, batch=4, lr=3e-4, eval_every=10, eval_rows=16),
         quick=Budget(steps=2, batch=2, lr=3e-4, eval_every=1, seeds=(0,), eval_rows=2),
         bot_methods=[*BOT_HAAR, "bot:function:db2"],
-        extra_methods=["bot:function:haar:pca", "bot:function:haar:untie", "bot:function:haar:dsum"],
+        extra_methods=["bot:function:haar:pca", "bot:function:haar:pca-tied", "bot:function:haar:untie",
+                       "bot:function:haar:dsum"],
+        quick_methods=["bot:function:haar", "bot:function:haar:pca"],
     ),
     "bert-s2l": Case(
         "bert-s2l", "bert", "mlm",
@@ -139,7 +155,19 @@ CASES = {
         grow=True,
         full=Budget(steps=200, batch=2, lr=1e-4, eval_every=10, eval_rows=8),
         quick=Budget(steps=1, batch=1, lr=1e-4, eval_every=1, seeds=(0,), eval_rows=1),
-        bot_methods=BOT_HAAR,
+        bot_methods=BOT_HAAR, extra_methods=GROWTH,
+        quick_methods=["bot:function:haar", "bot:function:haar:noise1"],
+    ),
+    "decoder-s2l": Case(
+        "decoder-s2l", "llama", "clm",
+        {"40x576": dict(layers=40, hidden=576, heads=9, kv_heads=3, ffn=3072)},
+        grow=True,
+        full=Budget(steps=60, batch=2, lr=1e-4, eval_every=6, eval_rows=8),
+        quick=Budget(steps=1, batch=1, lr=1e-4, eval_every=1, seeds=(0,), eval_rows=1),
+        bot_methods=["bot:function:haar"],
+        extra_methods=["bot:function:haar:id:noise1", "bot:function:haar:id:pca:noise1"],
+        quick_methods=["bot:function:haar:id:noise1"],
+        quick_targets={"32x576": dict(layers=32, hidden=576, heads=9, kv_heads=3, ffn=1536)},
     ),
     "vit": Case(
         "vit", "vit", "cls",
@@ -148,8 +176,11 @@ CASES = {
         grow=False,
         full=Budget(steps=150, batch=32, lr=5e-4, eval_every=10),
         quick=Budget(steps=2, batch=8, lr=5e-4, eval_every=1, seeds=(0,), eval_rows=64),
-        bot_methods=bot_grid(), bot_methods_by_target={"grow-8x256": BOT_HAAR},
+        bot_methods=bot_grid(), bot_methods_by_target={
+            "grow-8x256": BOT_HAAR + ["bot:function:haar:pca"] + GROWTH,
+            "shrink-2x64": bot_grid() + ["bot:std:haar:pca", "bot:paper:haar:pca"]},
         extra_methods=["bot:function:haar:dsum"],
+        quick_methods=["bot:function:haar", "bot:std:haar:pca"],
     ),
 }
 
@@ -181,11 +212,15 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
     if steps:
         budget = replace(budget, steps=steps, eval_every=max(1, steps // 16))
     seeds = tuple(seeds) if seeds else budget.seeds
+    if out is None and quick:  # a smoke run never writes into benchmarks/results
+        out = Path(tempfile.mkdtemp(prefix=f"bot-transfer-{name}-quick-"))
+        log(f"[{name}] --quick writes to {out}")
     out = Path(out) if out else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     stem = out / (f"{name}-quick" if quick else f"{name}-{steps}steps" if steps else name)
+    case_targets = case.targets_for(quick=quick)
     settings = {"case": name, "quick": quick, "budget": asdict(budget) | {"seeds": list(seeds)},
-                "targets": case.targets, "family": case.family, "task": case.task,
+                "targets": case_targets, "family": case.family, "task": case.task,
                 "optimizer": "AdamW betas (0.9, 0.95), weight decay 0.01, grad clip 1.0, "
                              "linear warm-up 10% then cosine to 0.1 x lr; dropout off"}
     data = {"settings": settings, "runs": []}
@@ -196,7 +231,7 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
             data["runs"] = old["runs"]
     done = {(r["target"], r["method"], r["seed"]) for r in data["runs"]}
 
-    plan = {t: (methods or case.methods(quick=quick, target=t)) for t in case.targets if not targets or t in targets}
+    plan = {t: (methods or case.methods(quick=quick, target=t)) for t in case_targets if not targets or t in targets}
     if all((t, m, sd) in done for t, ms in plan.items() for m in ms for sd in seeds) and case.name != "vit":
         log(f"[{name}] every requested run is already in {json_path}")
         return data
@@ -208,7 +243,7 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
     data["settings"]["data"] = {"train_rows": len(task.train_x), "eval_rows": len(task.eval_x),
                                 "metric": task.metric}
     log(f"[{name}] source and data ready in {time.perf_counter() - t0:.0f} s")
-    for tname, target in case.targets.items():
+    for tname, target in case_targets.items():
         if targets and tname not in targets:
             continue
         todo = methods or case.methods(quick=quick, target=tname)

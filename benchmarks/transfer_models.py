@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FAMILIES", "RESIDUAL_WRITERS", "Family", "depth_sum", "parse_method", "source_vit"]
+__all__ = ["BOT_OPTIONS", "FAMILIES", "RESIDUAL_WRITERS", "Family", "depth_sum", "parse_method",
+           "source_vit"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -71,21 +72,41 @@ def depth_sum(family: str, params: dict, src_layers: int, dst_layers: int) -> di
     return {k: (v * f if any(s in k for s in keys) else v) for k, v in params.items()}
 
 
+#: Option suffixes of a ``bot:<gain>:<wavelet>`` label (``bot:function:haar:id:noise1``).
+BOT_OPTIONS = {
+    "pca": {"rotate": "pca"},                     # exact residual rotation (harness-computed moments)
+    "pca-tied": {"rotate": "pca", "retie": True},  # the same, tied head kept (approximate)
+    "id": {"depth_growth": "identity"},           # Net2Net identity layers for depth growth
+}
+
+
 def parse_method(name: str) -> tuple[str, dict]:
-    """Split a method label ``"bot:<gain>:<wavelet>"`` or a baseline name into (method, options).
+    """Split a method label ``"bot:<gain>:<wavelet>[:<option>...]"`` or a baseline name.
+
+    Options: the keys of :data:`BOT_OPTIONS` and ``noise<alpha>`` (``detail_noise=alpha``).
 
     Examples
     --------
     >>> parse_method("scratch")
     ('scratch', {})
+    >>> parse_method("bot:function:haar:id:noise0.5")
+    ('bot', {'gain': 'function', 'wavelet': 'haar', 'depth_growth': 'identity', 'detail_noise': 0.5})
     """
     parts = name.split(":")
     if parts[0] == "bot":
-        if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "pca"):
-            raise ValueError(f"method {name!r}: expected 'bot:<gain>:<wavelet>[:pca]', "
+        if len(parts) < 3:
+            raise ValueError(f"method {name!r}: expected 'bot:<gain>:<wavelet>[:<option>...]', "
                              "e.g. 'bot:function:haar'")
         opts = {"gain": parts[1], "wavelet": parts[2]}
-        return "bot", opts | ({"rotate": "pca"} if len(parts) == 4 else {})
+        for part in parts[3:]:
+            if part in BOT_OPTIONS:
+                opts.update(BOT_OPTIONS[part])
+            elif part.startswith("noise"):
+                opts["detail_noise"] = float(part[len("noise"):] or 1.0)
+            else:
+                raise ValueError(f"method {name!r}: unknown option {part!r}; expected one of "
+                                 f"{sorted(BOT_OPTIONS)} or noise<alpha>")
+        return "bot", opts
     if len(parts) != 1:
         raise ValueError(f"method {name!r}: only 'bot:<gain>:<wavelet>' takes options")
     return parts[0], {}
@@ -169,17 +190,31 @@ class Family:
             return self.resize(method[: -len(":untie")], target, source=params,
                                config={**self.config, "tie_word_embeddings": False})
         base, opts = parse_method(method)
+        if opts.pop("rotate", None) == "pca":  # rotate here (any family), then resize the rotated model
+            from botcore.adapters.rotation import rotate_residual
+
+            params, cfg = rotate_residual(self.params(), self.config, self.residual_moments(),
+                                          target_hidden=target.get("hidden"), wavelet=opts["wavelet"],
+                                          retie=opts.pop("retie", False))
+            return resize_model(params, dict(target), method=base, config=cfg, **opts)
         if source is not None:
             return resize_model(source, dict(target), method=base, config=config, **opts)
         cfg = None if isinstance(self.source, (str, Path)) else self.config
-        if opts.get("rotate") == "pca":
-            opts["rotate"] = self.residual_moments()
         return resize_model(self.source, dict(target), method=base, config=cfg, **opts)
+
+    def params(self) -> dict:
+        """The source's parameters as a name -> NumPy mapping (read from its folder when needed)."""
+        if isinstance(self.source, dict):
+            return self.source
+        from safetensors.numpy import load_file
+
+        return load_file(str(Path(self.source) / "model.safetensors"))
 
     def residual_moments(self, rows: int = 16, batch: int = 4):
         """Residual-stream second moments of the source on the first ``rows`` training rows.
 
-        The calibration input of the ``:pca`` methods (computed once, cached on the family).
+        The calibration input of the ``:pca`` methods (computed once, cached on the family);
+        ViT: the first ``4 * rows`` training images.
         """
         if getattr(self, "_moments", None) is None:
             import torch
@@ -188,13 +223,15 @@ class Family:
 
             cls = _model_class(self.name, self.task)
             model = cls(cls.config_class(**self.config))
-            params = self.source if isinstance(self.source, dict) else None
-            if params is None:
-                raise ValueError(f"{self.name}: residual moments need an in-memory source")
-            model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in params.items()},
+            model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.params().items()},
                                   strict=False)
-            x = torch.from_numpy(make_task(self.task).train_x[:rows])
-            self._moments = residual_moments(model, [x[i:i + batch] for i in range(0, rows, batch)])
+            if self.task == "cls":
+                x = torch.from_numpy(make_task(self.task).train_x[: 4 * rows])
+                batches = [{"pixel_values": x[i:i + 4 * batch]} for i in range(0, 4 * rows, 4 * batch)]
+            else:
+                x = torch.from_numpy(make_task(self.task).train_x[:rows])
+                batches = [x[i:i + batch] for i in range(0, rows, batch)]
+            self._moments = residual_moments(model, batches)
         return self._moments
 
     def target_config(self, target: dict) -> dict:

@@ -60,8 +60,42 @@ def _stat(xs) -> dict | None:
     return {"mean": float(np.mean(xs)), "min": float(np.min(xs)), "max": float(np.max(xs)), "n": len(xs)}
 
 
+#: The baselines a BoT variant is compared with (the best of those present, by mean final value).
+BASELINES = ("weight_selection", "layer_select", "net2net")
+
+
+def best_baseline(methods: dict, *, higher: bool) -> str | None:
+    """The baseline (of :data:`BASELINES`) with the best mean final value, or ``None``.
+
+    >>> best_baseline({"net2net": {"end": {"mean": 4.0}}, "scratch": {"end": {"mean": 5.0}}}, higher=False)
+    'net2net'
+    """
+    sign = -1.0 if higher else 1.0
+    have = [m for m in BASELINES if m in methods and methods[m]["end"]]
+    return min(have, key=lambda m: sign * methods[m]["end"]["mean"], default=None)
+
+
+def _versus(seeds: dict, base: dict, *, steps: int, higher: bool) -> dict:
+    """Against the best baseline, per seed: FLOPs saved to reach its final value, final gap."""
+    reach, saved, gap = [], [], []
+    for seed, r in sorted(seeds.items()):
+        ref = base.get(seed)
+        if ref is None:
+            continue
+        st = reach_step(r["eval_steps"], r["evals"], ref["evals"][-1], higher=higher)
+        reach.append(st)
+        saved.append(None if st is None else 1.0 - st / steps)
+        gap.append(r["evals"][-1] - ref["evals"][-1])
+    return {"saved": _stat(saved), "reached": sum(x is not None for x in reach), "compared": len(reach),
+            "gap": _stat(gap)}
+
+
 def summarize(runs: list[dict], *, steps: int, higher: bool) -> dict:
     """Per target and method: start, end, reach step and FLOPs saved over seeds.
+
+    Also ``params`` (trainable parameters) and ``vs_base``: against the best
+    baseline of the target (:func:`best_baseline`), the FLOPs saved to reach
+    *its* final value and the final-value gap (method minus baseline, same seed).
 
     Examples
     --------
@@ -94,7 +128,13 @@ def summarize(runs: list[dict], *, steps: int, higher: bool) -> dict:
                 "reach": _stat(reach), "flops_saved": _stat(saved),
                 "reached": sum(x is not None for x in reach), "compared": len(reach),
                 "wall_s": _stat([r.get("wall_s") for r in seeds.values()]),
+                "params": _stat([r.get("params") for r in seeds.values()]),
             }
+        base = best_baseline(out[target], higher=higher)
+        for method, seeds in methods.items():
+            if base is not None:
+                out[target][method]["vs_base"] = {"baseline": base, **_versus(
+                    seeds, methods[base], steps=steps, higher=higher)}
     return out
 
 
@@ -113,8 +153,28 @@ def _tmp_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _params(s: dict) -> str:
+    p = s.get("params")
+    return "–" if not p else f"{p['mean'] / 1e6:.1f}M"
+
+
+def _versus_cells(s: dict) -> list[str]:
+    v = s.get("vs_base")
+    if not v or not v["compared"]:
+        return ["–", "–"]
+    gap = _fmt(v["gap"])
+    if v["reached"] < v["compared"]:
+        return [gap, f"n.r. in {v['compared'] - v['reached']}/{v['compared']}"]
+    return [gap, _fmt(v["saved"], pct=True)]
+
+
 def table_rows(summary: dict, target: str, *, higher: bool) -> list[list[str]]:
-    """Rows ``[method, seeds, start, end, reach step, FLOPs saved]`` of one target, best end first."""
+    """Rows ``[method, seeds, params, start, end, reach step, FLOPs saved, gap, saved vs baseline]``.
+
+    Scratch first, then best end first. The last two columns compare with the best
+    baseline: final value minus its final (same seed), and the FLOPs saved to reach
+    its final value.
+    """
     items = list(summary[target].items())
     items.sort(key=lambda kv: (kv[0] != "scratch", (-1 if higher else 1) * (kv[1]["end"] or {"mean": math.inf})["mean"]))
     rows = []
@@ -127,7 +187,8 @@ def table_rows(summary: dict, target: str, *, higher: bool) -> list[list[str]]:
         else:
             reach = _fmt(s["reach"], digits=0)
             saved = _fmt(s["flops_saved"], pct=True)
-        rows.append([f"`{method}`", str(len(s["seeds"])), _fmt(s["start"]), _fmt(s["end"]), reach, saved])
+        rows.append([f"`{method}`", str(len(s["seeds"])), _params(s), _fmt(s["start"]), _fmt(s["end"]),
+                     reach, saved, *_versus_cells(s)])
     return rows
 
 
@@ -145,13 +206,18 @@ def write_markdown(path: Path, data: dict, summary: dict, *, metric: str, higher
              "",
              "Cells: mean over seeds (min–max). *reach* = first step (interpolated between evaluations) at which "
              "the method reaches scratch's final value of the same seed; FLOPs saved = 1 − reach / "
-             f"{b['steps']}.", ""]
+             f"{b['steps']}. params = trainable parameters (the FLOPs per token follow the architecture, "
+             "which every method of a target shares; a tied head counts once). The last two columns compare "
+             "with the best baseline (same seed): the final-value gap, and the FLOPs saved to reach the "
+             "baseline's final value.", ""]
     for target, spec in st["targets"].items():
         if target not in summary:
             continue
+        base = next((s["vs_base"]["baseline"] for s in summary[target].values() if "vs_base" in s), None)
         lines += [f"## {target}: {spec}", "",
-                  f"| method | seeds | {metric} step 0 | {metric} step {b['steps']} | reach step | FLOPs saved |",
-                  "|---|---|---|---|---|---|"]
+                  f"| method | seeds | params | {metric} step 0 | {metric} step {b['steps']} | reach step "
+                  f"| FLOPs saved | final − `{base}` | FLOPs saved to `{base}`'s final |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary, target, higher=higher)]
         lines.append("")
     _tmp_write(path, "\n".join(lines))

@@ -136,3 +136,15 @@ def test_rotation_is_refused_where_it_cannot_be_exact(tmp_path):
         resize_model(p, None, config=bert, rotate=np.eye(4))
     with pytest.raises(OptionError, match="ONNX"):
         resize_model(str(tmp_path / "m.onnx"), None, rotate=moments)
+
+
+def test_retie_keeps_the_tie_and_is_exact_when_the_final_gain_is_constant():
+    model = _llama(tied=True)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(1.7)
+    params = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    new, cfg = rotate_residual(params, model.config.to_dict(), _moments(model), retie=True)
+    assert cfg["tie_word_embeddings"] is True and "lm_head.weight" not in new
+    assert sum(v.numel() for v in new.values()) == sum(v.numel() for v in params.values())
+    old, rotated = _logits(model, new, cfg)
+    assert torch.allclose(old, rotated, atol=1e-5 * old.abs().max().item())

@@ -43,7 +43,7 @@ def test_quick_table_complete_and_finite(case, quick_results):
     stem = quick_results / f"{case}-quick"
     data = json.loads(stem.with_suffix(".json").read_text())
     summary = data["summary"]
-    assert set(summary) == set(CASES[case].targets)
+    assert set(summary) == set(CASES[case].targets_for(quick=True))
     for target, methods in summary.items():
         want = set(CASES[case].methods(quick=True, target=target))
         if case == "vit":
@@ -61,6 +61,6 @@ def test_quick_table_complete_and_finite(case, quick_results):
     assert len(rows) == sum(len(m) for m in summary.values())
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert len(cells) == 6 and all(cells), row
+        assert len(cells) == 9 and all(cells), row
         assert not any(w in row.lower() for w in ("nan", "inf")), row
     assert stem.with_suffix(".png").stat().st_size > 1000
