@@ -307,13 +307,17 @@ def _entries(bb, model_type: str) -> dict:
     entries = {name: _Entry(kind, tuple(vs)) for name, kind, vs in _MAPPINGS[model_type](bb)}
     covered = {id(v) for e in entries.values() for v in e.variables}
     left = [v.path for v in bb.weights if id(v) not in covered]
+    if any("lora_kernel" in p for p in left):
+        raise UnsupportedModelError(
+            f"the {type(bb).__name__} has LoRA enabled; expected plain kernels: save it with "
+            "backbone.save_to_preset(dir), which merges LoRA into the kernels, and resize that folder")
     if left:
         shown = ", ".join(repr(p) for p in left[:6]) + (f" and {len(left) - 6} more" if len(left) > 6
                                                          else "")
         raise UnsupportedModelError(
             f"the {type(bb).__name__} holds variables with no Hugging Face counterpart: {shown}; "
-            "expected a plain keras_hub backbone (merge LoRA weights, dequantise, or rebuild the "
-            "backbone from its config and load its weights, then resize)")
+            "expected a plain keras_hub backbone (dequantise, or rebuild the backbone from its "
+            "config and load its weights, then resize)")
     return entries
 
 
@@ -754,9 +758,11 @@ class KerasWriter:
         have = {id(e) for e in self._entry.values()}
         missing = [n for n, e in entries.items() if id(e) not in have]
         if unknown or missing:
+            what = "; ".join(w for w in (
+                f"has no place for {unknown[:5]}" if unknown else "",
+                f"needs {missing[:5]}, which the plan lacks" if missing else "") if w)
             raise UnsupportedModelError(
-                f"a keras_hub {self.class_name} has no place for {unknown[:5]} and needs "
-                f"{missing[:5]}, which the plan lacks; resize the base model's parameters "
+                f"a keras_hub {self.class_name} {what}; resize the base model's parameters "
                 f"({_ARCH[self.model_type]}), or write a Hugging Face directory instead")
         self._tied: dict = {}
         self._buffers: dict = {}
