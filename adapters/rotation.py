@@ -98,11 +98,14 @@ __all__ = [
     "ROTATABLE",
     "Rotation",
     "check_rotatable",
+    "energy_order",
     "moments_from_text",
+    "permutation_matrix",
     "plan_rotation",
     "principal_basis",
     "residual_moments",
     "rotate_parameter",
+    "rotate_post_ln",
     "rotate_residual",
     "rotation_for",
     "rotation_note",
@@ -725,6 +728,111 @@ def rotate_residual(params: Mapping, config: Mapping, moments, *, family: str | 
     for name in params:
         out.update(rotate_parameter(rot, name, params[name]))
     return out, dict(rot.config)
+
+
+# -- post-LN (BERT): permutations exactly, rotations approximately ---------------------
+_BP = r"(?:bert\.)?"
+_BL = _BP + r"encoder\.layer\.\d+\."
+_POST_LN = (
+    (_BP + r"embeddings\.(?:word|position|token_type)_embeddings\.weight", "embed"),
+    (_BP + r"embeddings\.LayerNorm\.(?:weight|bias)", "norm"),
+    (_BL + r"attention\.self\.(?:query|key|value)\.weight", "reader"),
+    (_BL + r"attention\.output\.dense\.(?:weight|bias)", "writer"),
+    (_BL + r"(?:attention\.output|output)\.LayerNorm\.(?:weight|bias)", "norm"),
+    (_BL + r"intermediate\.dense\.weight", "reader"),
+    (_BL + r"output\.dense\.(?:weight|bias)", "writer"),
+    (_BP + r"pooler\.dense\.weight", "reader"),
+    (r"cls\.predictions\.transform\.dense\.weight", "both"),
+    (r"cls\.predictions\.transform\.dense\.bias", "writer"),
+    (r"cls\.predictions\.transform\.LayerNorm\.(?:weight|bias)", "norm"),
+    (r"cls\.predictions\.decoder\.weight", "embed"),  # reads the transform output (tied)
+)
+
+
+def energy_order(moments, *, pairs: bool = True) -> np.ndarray:
+    """A channel order from the stream's energy per channel (the moments' diagonal).
+
+    ``pairs=True`` interleaves the strongest with the weakest channels
+    (``[r0, r(n-1), r1, r(n-2), ...]`` for energy ranks ``r``), so a Haar halving
+    averages every strong channel with a weak one and keeps it mostly intact;
+    ``pairs=False`` sorts by energy, strongest first.
+
+    Examples
+    --------
+    >>> energy_order(np.diag([1.0, 4, 3, 2])).tolist(), energy_order(np.diag([1.0, 4, 3, 2]), pairs=False).tolist()
+    ([1, 0, 2, 3], [1, 2, 3, 0])
+    """
+    ranks = np.argsort(-np.diag(np.asarray(moments, dtype=np.float64)), kind="stable")
+    if not pairs:
+        return ranks
+    n = len(ranks)
+    out = np.empty(n, dtype=int)
+    out[0::2], out[1::2] = ranks[: (n + 1) // 2], ranks[::-1][: n // 2]
+    return out
+
+
+def permutation_matrix(order) -> np.ndarray:
+    """The orthogonal ``Q`` whose new stream ``Q.T x`` is ``x[order]``.
+
+    >>> q = permutation_matrix([2, 0, 1]); (q.T @ np.array([10.0, 11, 12])).tolist()
+    [12.0, 10.0, 11.0]
+    """
+    order = np.asarray(order)
+    q = np.zeros((len(order), len(order)))
+    q[order, np.arange(len(order))] = 1.0
+    return q
+
+
+def _post_ln_one(kind: str, a: np.ndarray, q: np.ndarray, name: str) -> np.ndarray:
+    if kind in ("embed", "reader"):
+        return a @ q
+    if kind == "writer":
+        return q.T @ a
+    if kind == "both":
+        return q.T @ a @ q
+    if name.endswith("weight"):  # LayerNorm gain: the best diagonal approximation of Q.T diag(g) Q
+        return np.einsum("ij,i,ij->j", q, a, q)
+    return a @ q
+
+
+def rotate_post_ln(params: Mapping, config: Mapping, q) -> tuple[dict, dict]:
+    """A post-LN BERT checkpoint with its residual stream in basis ``q`` (new stream ``q.T x``).
+
+    Exact (to float precision) when ``q`` is a permutation
+    (:func:`permutation_matrix`); for any other orthogonal ``q`` that maps the
+    all-ones direction to itself (:func:`rotation_matrix` with ``layernorm=True``)
+    every LayerNorm gain on the stream becomes the diagonal of ``q.T diag(g) q``,
+    the closest a stock LayerNorm can get (exact only where the gains are equal).
+    The MLM head's transform is permuted on both sides (its tied decoder stays
+    tied); a rotation cannot pass its GELU, so then the transform only reads the
+    rotated stream and a stored decoder is written untied
+    (``tie_word_embeddings=False``). Other parameters (biases of readers, the
+    classifier, the NSP head, buffers) are returned unchanged; outputs keep each
+    input's framework and dtype. Returns ``(params, config)``.
+
+    Examples
+    --------
+    >>> p = {"embeddings.word_embeddings.weight": np.eye(3), "embeddings.LayerNorm.weight": np.arange(3.0)}
+    >>> new, _ = rotate_post_ln(p, {}, permutation_matrix([2, 0, 1]))
+    >>> new["embeddings.LayerNorm.weight"].tolist()
+    [2.0, 0.0, 1.0]
+    """
+    q = np.asarray(q, dtype=np.float64)
+    permutation = bool(np.all((q == 0) | (q == 1)))
+    config = dict(config)
+    out = {}
+    for name, x in params.items():
+        kind = next((k for pat, k in _POST_LN if re.fullmatch(pat, name)), None)
+        if not permutation and name.startswith("cls.predictions."):
+            kind = "reader" if kind == "both" else None  # past the GELU the space stays as it was
+            if name == "cls.predictions.decoder.weight":
+                config["tie_word_embeddings"] = False
+        if kind is None:
+            out[name] = x
+            continue
+        a, like = to_numpy(x)
+        out[name] = from_numpy(_post_ln_one(kind, a.astype(np.float64), q, name).astype(a.dtype), like)
+    return out, config
 
 
 # -- calibration -----------------------------------------------------------------------

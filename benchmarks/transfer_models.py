@@ -77,6 +77,9 @@ BOT_OPTIONS = {
     "pca": {"rotate": "pca"},                     # exact residual rotation (harness-computed moments)
     "pca-tied": {"rotate": "pca", "retie": True},  # the same, tied head kept (approximate)
     "id": {"depth_growth": "identity"},           # Net2Net identity layers for depth growth
+    "energy": {"reorder": "fold"},        # post-LN: stream channels permuted, strong paired with weak
+    "energysort": {"reorder": "sort"},    # post-LN: stream channels sorted by energy
+    "pcaln": {"reorder": "pca"},          # post-LN: approximate rotation onto the principal subspace
 }
 
 
@@ -196,6 +199,21 @@ class Family:
             params, cfg = rotate_residual(self.params(), self.config, self.residual_moments(),
                                           target_hidden=target.get("hidden"), wavelet=opts["wavelet"],
                                           retie=opts.pop("retie", False))
+            return resize_model(params, dict(target), method=base, config=cfg, **opts)
+        reorder = opts.pop("reorder", None)
+        if reorder is not None:  # post-LN BERT: permute (exact) or rotate (approximate) the stream first
+            from botcore.adapters.rotation import (
+                energy_order,
+                permutation_matrix,
+                rotate_post_ln,
+                rotation_matrix,
+            )
+
+            m = self.residual_moments()
+            q = rotation_matrix(m, layernorm=True, target_hidden=target.get("hidden"),
+                                wavelet=opts["wavelet"]) if reorder == "pca" else \
+                permutation_matrix(energy_order(m, pairs=reorder == "fold"))
+            params, cfg = rotate_post_ln(self.params(), self.config, q)
             return resize_model(params, dict(target), method=base, config=cfg, **opts)
         if source is not None:
             return resize_model(source, dict(target), method=base, config=config, **opts)
