@@ -219,9 +219,9 @@ def resize_model(
         return resize_onnx_model(source, target, method=method, wavelet=wavelet, gain=gain,
                                  mode=mode, out=out, overwrite=overwrite, progress=progress)
     _check_out(source, out, overwrite)
-    plan = plan_model(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
-                      config=config, family=family, rotate=rotate, dtype=dtype)
-    preflight(plan, out=out, max_memory=max_memory)
+    plan = pipeline.plan(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
+                         config=config, family=family, rotate=rotate, dtype=dtype,
+                         check=lambda need: preflight(need, out=out, max_memory=max_memory))
     writer = None
     if out is not None:
         fmt = output_format(out, source_format(source))

@@ -374,24 +374,29 @@ class Adapter:
 
         ``shapes`` maps every signal to its target canonical shape. Virtual parts
         are joined back into their native tensor (transposed back where stored so);
-        tied aliases follow their target.
+        tied aliases follow their target. Work is per signal, not per name: the
+        fusion, transpose and dtype of a layered template are looked up once.
         """
         parts: dict[str, dict] = {}
         out: dict[str, NativeOut] = {}
         for spec in layout.specs.values():
             shape = tuple(shapes[spec.name])
             native = spec.native_shape(shape)
-            for name in spec.names(shape[0] if spec.layered else 1):
-                base = native_of(name)
-                parts.setdefault(base, {})[name] = native
-                fusion = self.fusion_for(base)
-                want = [base + s for s in fusion.suffixes] if fusion and base != name else [base]
-                if all(w in parts[base] for w in want):
-                    rows = sum(parts[base][w][0] for w in want)
-                    full = (rows, *parts[base][want[0]][1:])
-                    transpose = self.is_transposed(base)
-                    out[base] = NativeOut(base, full[::-1] if transpose else full,
-                                          layout.dtype_for(base), tuple(want), transpose)
+            base_t = native_of(spec.template)
+            suffix = spec.template[len(base_t):]
+            probe = base_t.replace("{layer}", "0")
+            fusion = self.fusion_for(probe) if suffix else None
+            want = fusion.suffixes if fusion is not None else ("",)
+            transpose, dtype = self.is_transposed(probe), layout.dtype_for(probe)
+            for i in range(shape[0] if spec.layered else 1):
+                base = base_t.replace("{layer}", str(i))
+                got = parts.setdefault(base, {})
+                got[suffix] = native
+                if len(got) == len(want) and all(w in got for w in want):
+                    full = (sum(got[w][0] for w in want), *got[want[0]][1:])
+                    out[base] = NativeOut(base, full[::-1] if transpose else full, dtype,
+                                          tuple(base + w for w in want), transpose)
+                    del parts[base]
         for alias, target in layout.ties.items():
             t = out.get(target)
             if t is not None:

@@ -64,7 +64,8 @@ from .methods import resize_signal
 from .registry import detect_family, get_adapter
 from .targets import resolve_target
 
-__all__ = ["DEFAULT_GAIN", "SHRINK_GAINS", "Plan", "Record", "default_gain", "plan", "run"]
+__all__ = ["DEFAULT_GAIN", "SHRINK_GAINS", "Estimate", "Plan", "Record", "default_gain", "estimate",
+           "plan", "run"]
 
 #: The gain used when growing, and for families without a measured shrink default. Set
 #: by the transfer benchmark (``docs/transfer.md``): it is the only gain that never
@@ -225,17 +226,33 @@ def _out_config(adapter, config: dict, sizes: dict, dtype: str) -> dict:
     return new
 
 
-def _stack_bytes(spec: Spec, shape) -> int:
-    return math.prod(shape) * 4
+@dataclass(frozen=True)
+class Estimate:
+    """Bytes a plan needs, from shapes only: peak memory, output size, the largest signal."""
+
+    peak: int
+    output: int
+    largest: str
+    largest_shape: tuple
 
 
-def _peak(layout: Layout, shapes: dict, outputs: dict) -> int:
-    """Working set of the largest signal: source stack, transform temporaries, result, outputs."""
-    biggest = max((n.shape and math.prod(n.shape) * itemsize(n.dtype) for n in outputs.values()),
-                  default=0)
-    work = max((2 * _stack_bytes(s, s.shape) + 2 * _stack_bytes(s, shapes[s.name])
-                for s in layout.specs.values()), default=0)
-    return work + biggest
+def estimate(layout: Layout, shapes: Mapping, dtype: str = "keep") -> Estimate:
+    """Peak memory and output bytes of a plan, without listing its tensors.
+
+    Peak: the largest signal's source stack and result in the compute dtype, twice
+    each (transform temporaries), plus one fused output tensor being assembled.
+    """
+    peak, output, largest = 0, 0, ("-", ())
+    for spec in layout.specs.values():
+        src, dst = math.prod(spec.shape), math.prod(shapes[spec.name])
+        width = 8 if stack_dtype(layout, spec) == np.float64 else 4
+        layer = dst // spec.shape[0] if spec.layered and spec.shape[0] else dst
+        need = width * (2 * src + 2 * dst + 3 * layer)
+        if need > peak:
+            peak, largest = need, (spec.name, tuple(shapes[spec.name]))
+        first = layout.views[spec.members[0]].native
+        output += dst * itemsize(_out_dtype(layout.dtype_for(first), dtype))
+    return Estimate(peak, output, *largest)
 
 
 def _rotated(reader, adapter, rotate, sizes, wavelet, mode):
@@ -266,11 +283,12 @@ def _is_reader(source) -> bool:
 
 
 def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="periodization",
-         config=None, family=None, rotate=None, dtype="keep") -> Plan:
+         config=None, family=None, rotate=None, dtype="keep", check=None) -> Plan:
     """Plan a resize from shapes only (see the module docstring); raises before reading data.
 
     Takes the arguments of :func:`botcore.adapters.resize_model` that shape the result;
-    ``source`` may also be an open reader.
+    ``source`` may also be an open reader. ``check`` is called with the plan's
+    :class:`Estimate` before the output tensors are listed (the preflight hook).
     """
     _check_options(method, gain, dtype, rotate)
     _check_target(target)
@@ -293,10 +311,13 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
         records.append(Record(spec.name, spec.members, spec.roles, spec.shape, shapes[spec.name],
                               f"planned: {method}"))
     records += [Record("residual stream", (), (), (), (), note) for note in notes]
+    need = estimate(layout, shapes, dtype)
+    if check is not None:
+        check(need)
     outputs = adapter.outputs(layout, shapes)
     tensors = [TensorInfo(o.name, o.shape, _out_dtype(o.dtype, dtype)) for o in outputs.values()]
     return Plan(adapter.family, dict(layout.sizes), sizes, _out_config(adapter, layout.config, sizes,
-                dtype), records, tensors, _peak(layout, shapes, outputs), method, wavelet, gain,
+                dtype), records, tensors, need.peak, method, wavelet, gain,
                 mode, dtype, reader, adapter, layout, shapes, outputs, notes)
 
 
@@ -327,7 +348,8 @@ def _nonfinite_error(spec: Spec, bad: dict) -> NonFiniteError:
     shown = ", ".join(f"{n!r} ({c} of {t})" for n, (c, t) in list(bad.items())[:6])
     more = f" and {len(bad) - 6} more" if len(bad) > 6 else ""
     return NonFiniteError(
-        f"the weights hold NaN or infinite values: {shown}{more} (signal {spec.name!r}); a resize "
+        f"the weights hold NaN or infinite values: {shown}{more} (signal {spec.name!r}, the first "
+        "found; the check runs signal by signal as they are read); a resize "
         "would spread them into the output; repair the checkpoint, or pass allow_nonfinite=True "
         "(--allow-nonfinite) to keep them")
 

@@ -1,11 +1,13 @@
 """Preflight: refuse a resize that cannot fit in memory, before any tensor is read.
 
-Contract: :func:`preflight` compares a plan's estimated peak memory (and, for an
-in-memory result, the output it must hold) with ``max_memory`` (default: the
-memory the machine has available now) and raises one
-:class:`~botcore.errors.ResourceError` naming the estimate, the limit, the signal
-that needs it and the fixes. Free disk space is checked by the writer's
-:class:`~botcore.adapters.io.staging.Stage` against the plan's output bytes.
+Contract: :func:`preflight` compares a plan's :class:`~botcore.adapters.pipeline.Estimate`
+(shapes only: computed before the output tensors are even listed) with the
+limits: peak memory (and, for an in-memory result, the output it must hold)
+against ``max_memory`` (default: the memory the machine has available now), and
+the output bytes against the free disk space beside ``out``. It raises one
+:class:`~botcore.errors.ResourceError` or :class:`~botcore.errors.OutputError`
+naming the estimate, the limit, the signal that needs it and the fixes. The
+writer's :class:`~botcore.adapters.io.staging.Stage` checks the exact bytes again.
 Standard library only; nothing is allocated.
 
 Examples
@@ -18,10 +20,10 @@ True
 
 from __future__ import annotations
 
-import math
 import os
+import shutil
 
-from botcore.errors import ResourceError
+from botcore.errors import OutputError, ResourceError
 
 __all__ = ["available_memory", "human", "preflight"]
 
@@ -50,24 +52,32 @@ def available_memory() -> int:
         return 2**63
 
 
-def _largest(plan) -> tuple[str, tuple]:
-    spec = max(plan.layout.specs.values(), key=lambda s: math.prod(s.shape) + math.prod(
-        plan.shapes[s.name]), default=None)
-    return (spec.name, plan.shapes[spec.name]) if spec is not None else ("-", ())
+def _free_disk(out) -> int | None:
+    parent = os.path.dirname(os.path.abspath(out))
+    return shutil.disk_usage(parent).free if os.path.isdir(parent) else None
 
 
-def preflight(plan, *, out=None, max_memory=None) -> None:
-    """Raise :class:`ResourceError` when ``plan`` would exceed ``max_memory`` (see above)."""
+def preflight(need, *, out=None, max_memory=None) -> None:
+    """Raise when an :class:`~botcore.adapters.pipeline.Estimate` exceeds memory or disk.
+
+    Memory: the peak (plus the whole result without ``out``) against ``max_memory``
+    (default: :func:`available_memory`) — :class:`ResourceError`. Disk: the output
+    bytes against the free space beside ``out`` — :class:`OutputError`.
+    """
     from .io.hf import parse_size
 
     limit = available_memory() if max_memory is None else parse_size(max_memory)
-    need = plan.peak_bytes + (plan.nbytes if out is None else 0)
-    if need <= limit:
-        return
-    name, shape = _largest(plan)
-    held = " plus the whole result, which stays in memory without out=" if out is None else ""
-    raise ResourceError(
-        f"this resize needs about {human(need)} of memory at its peak (signal {name!r} of target "
-        f"shape {tuple(shape)}{held}) but the limit is {human(limit)} (max_memory / --max-memory, "
-        "default: the memory available now); choose a smaller target, write to disk with out=, "
-        "or raise the limit")
+    total = need.peak + (need.output if out is None else 0)
+    if total > limit:
+        held = " plus the whole result, which stays in memory without out=" if out is None else ""
+        fix = "write to disk with out=, " if out is None else ""
+        raise ResourceError(
+            f"this resize needs about {human(total)} of memory at its peak (signal {need.largest!r} "
+            f"of target shape {need.largest_shape}{held}) but the limit is {human(limit)} "
+            f"(max_memory / --max-memory, default: the memory available now); {fix}choose a "
+            "smaller target, or raise the limit")
+    free = None if out is None else _free_disk(out)
+    if free is not None and need.output > free:
+        raise OutputError(
+            f"the output {os.path.abspath(out)!r} needs about {human(need.output)} but only "
+            f"{human(free)} are free there; free space, choose a smaller target or another disk")

@@ -310,7 +310,7 @@ def test_existing_out_is_refused_before_any_work(tmp_path, monkeypatch):
     from botcore.adapters import api
 
     (tmp_path / "out").mkdir()
-    monkeypatch.setattr(api, "plan_model", lambda *a, **k: pytest.fail("planned despite out"))
+    monkeypatch.setattr(api.pipeline, "plan", lambda *a, **k: pytest.fail("planned despite out"))
     with pytest.raises(OptionError, match="already exists"):
         resize_model(bert_params(), {"hidden": 8}, config=CFG, out=tmp_path / "out")
 
