@@ -16,10 +16,9 @@ import time
 
 import numpy as np
 import pytest
+from botcore.adapters import resize_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from botcore.adapters import resize_model
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
