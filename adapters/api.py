@@ -149,6 +149,9 @@ def resize_model(
     allow_nonfinite: bool = False,
     measure: bool = False,
     card: Mapping | None = None,
+    depth_growth: str | None = None,
+    detail_noise: float | None = None,
+    seed: int = 0,
 ) -> ResizeResult:
     """Resize a checkpoint to ``target`` sizes.
 
@@ -199,6 +202,11 @@ def resize_model(
         Record in each report entry the share of the signal's energy the resize kept.
     card : mapping, keyword-only, optional
         Extra model-card fields (``command``: how the output was made).
+    depth_growth, detail_noise, seed : keyword-only
+        Growth options of ``method="bot"`` (:mod:`botcore.adapters.methods`):
+        ``depth_growth="identity"`` inserts new layers whose residual writers are
+        zero; ``detail_noise`` fills the detail bands of a growth with noise of
+        that relative scale (seeded by ``seed`` and the signal's name).
 
     Returns
     -------
@@ -221,7 +229,9 @@ def resize_model(
     _check_out(source, out, overwrite)
     plan = pipeline.plan(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
                          config=config, family=family, rotate=rotate, dtype=dtype,
-                         check=lambda need: preflight(need, out=out, max_memory=max_memory))
+                         check=lambda need: preflight(need, out=out, max_memory=max_memory),
+                         options=dict(depth_growth=depth_growth, detail_noise=detail_noise,
+                                      seed=seed if (depth_growth or detail_noise) else None))
     writer = None
     if out is not None:
         fmt = output_format(out, source_format(source))

@@ -151,6 +151,7 @@ class Plan:
     shapes: dict = field(repr=False, default_factory=dict)
     outputs: dict = field(repr=False, default_factory=dict)
     notes: list = field(default_factory=list)
+    options: dict = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
@@ -257,25 +258,20 @@ def estimate(layout: Layout, shapes: Mapping, dtype: str = "keep") -> Estimate:
 
 def _rotated(reader, adapter, rotate, sizes, wavelet, mode):
     """The source rotated in memory (``rotate=``): a new reader, its layout, and the note."""
-    from .rotation import rotate_residual
+    from .rotation import check_rotatable, rotate_residual, rotation_note
 
-    if adapter.family != "llama":
-        raise UnsupportedModelError(
-            f"rotate= needs RMSNorm (Llama-family decoders); {adapter.family} uses LayerNorm, "
-            "which an orthogonal rotation does not commute with; pass rotate=None")
+    check_rotatable(adapter.family)
     config = reader.config
     params = {n: reader.read(n) for n in reader.tensors()}
-    untied = bool(config.get("tie_word_embeddings")) or "lm_head.weight" in confirm_ties(reader, adapter)
+    untied = bool(config.get("tie_word_embeddings")) or bool(confirm_ties(reader, adapter))
     params, config = rotate_residual(params, config, rotate, target_hidden=sizes["hidden"],
-                                     wavelet=wavelet, mode=mode)
+                                     wavelet=wavelet, mode=mode, family=adapter.family)
     rotated = MappingReader(params, config=config)
-    rotated.likes = getattr(reader, "likes", rotated.likes)
+    rotated.likes = {**rotated.likes, **getattr(reader, "likes", {})}
     rotated.path, rotated.folder = reader.path, getattr(reader, "folder", None)
     rotated.copy_extras = reader.copy_extras
-    note = ("rotated onto its principal subspace before the resize (rotate=): RMSNorm gains folded "
-            "into the readers (now ones)" + ("; the tied LM head is written untied" if untied else ""))
     layout = adapter.layout(rotated.tensors(), config, ties=confirm_ties(rotated, adapter))
-    return rotated, layout, note
+    return rotated, layout, rotation_note(adapter.family, untied=untied)
 
 
 def _is_reader(source) -> bool:
@@ -283,12 +279,16 @@ def _is_reader(source) -> bool:
 
 
 def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="periodization",
-         config=None, family=None, rotate=None, dtype="keep", check=None) -> Plan:
+         config=None, family=None, rotate=None, dtype="keep", check=None,
+         options: Mapping | None = None) -> Plan:
     """Plan a resize from shapes only (see the module docstring); raises before reading data.
 
     Takes the arguments of :func:`botcore.adapters.resize_model` that shape the result;
     ``source`` may also be an open reader. ``check`` is called with the plan's
     :class:`Estimate` before the output tensors are listed (the preflight hook).
+    ``options`` are further keywords of
+    :func:`~botcore.adapters.methods.resize_signal` (``depth_growth``,
+    ``detail_noise``, ``seed``: options of ``method="bot"``).
     """
     _check_options(method, gain, dtype, rotate)
     _check_target(target)
@@ -318,7 +318,8 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
     tensors = [TensorInfo(o.name, o.shape, _out_dtype(o.dtype, dtype)) for o in outputs.values()]
     return Plan(adapter.family, dict(layout.sizes), sizes, _out_config(adapter, layout.config, sizes,
                 dtype), records, tensors, need.peak, method, wavelet, gain,
-                mode, dtype, reader, adapter, layout, shapes, outputs, notes)
+                mode, dtype, reader, adapter, layout, shapes, outputs, notes,
+                {k: v for k, v in dict(options or {}).items() if v is not None})
 
 
 # -- running ----------------------------------------------------------------------------
@@ -445,7 +446,8 @@ def resize_one(plan: Plan, spec: Spec, *, allow_nonfinite: bool, measure: bool):
     shape = plan.shapes[spec.name]
     data = read_stack(plan.reader, plan.layout, spec, allow_nonfinite=allow_nonfinite)
     out, treatment = resize_signal(data, spec.roles, shape, method=plan.method, wavelet=plan.wavelet,
-                                   mode=plan.mode, gain=plan.gain, residual=spec.rule.residual)
+                                   mode=plan.mode, gain=plan.gain, residual=spec.rule.residual,
+                                   name=spec.name, **plan.options)
     if tuple(shape) == tuple(spec.shape) and plan.method == "bot":
         treatment += " (same size: unchanged)"
     energy = energy_kept(data, out, spec, shape, plan) if measure and plan.method == "bot" else None

@@ -113,9 +113,6 @@ def test_llama_rotation_alone_keeps_the_logits():
                                atol=1e-4 * old_logits.abs().max().item())
 
 
-@pytest.mark.xfail(strict=True, reason="resize_model(rotate=) still refuses LayerNorm families "
-                   "(adapters/pipeline.py) although adapters/rotation.py rotates them exactly; "
-                   "REQUESTS.md")
 @pytest.mark.parametrize("target", [8, 12])
 def test_layernorm_shrink_keeps_the_top_mean_free_directions(target):
     model, cfg = _model("gpt2")
