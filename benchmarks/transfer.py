@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from transfer_report import summarize, write_figure, write_markdown
 
-__all__ = ["CASES", "Case", "main", "merge_runs", "run_case"]
+__all__ = ["CASES", "Case", "main", "merge_runs", "output_folder", "run_case"]
 
 WAVELETS = ("haar", "db2", "coif3", "bior6.8")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -195,6 +195,19 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def output_folder(name: str, *, quick: bool, out=None) -> Path:
+    """Where a run writes: ``out``, else a new temporary folder for ``--quick``, else ``benchmarks/results``.
+
+    >>> output_folder("vit", quick=True).is_relative_to(RESULTS)
+    False
+    """
+    if out is not None:
+        return Path(out)
+    if quick:  # a smoke run never writes into benchmarks/results
+        return Path(tempfile.mkdtemp(prefix=f"bot-transfer-{name}-quick-"))
+    return RESULTS
+
+
 def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=None, methods=None,
              targets=None, steps: int | None = None, log=print) -> dict:
     """Run (or resume) one case and write its JSON, markdown table and figure; return the JSON dict.
@@ -212,10 +225,9 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
     if steps:
         budget = replace(budget, steps=steps, eval_every=max(1, steps // 16))
     seeds = tuple(seeds) if seeds else budget.seeds
-    if out is None and quick:  # a smoke run never writes into benchmarks/results
-        out = Path(tempfile.mkdtemp(prefix=f"bot-transfer-{name}-quick-"))
+    out = output_folder(name, quick=quick, out=out)
+    if quick:
         log(f"[{name}] --quick writes to {out}")
-    out = Path(out) if out else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     stem = out / (f"{name}-quick" if quick else f"{name}-{steps}steps" if steps else name)
     case_targets = case.targets_for(quick=quick)

@@ -130,3 +130,37 @@ def test_method_lists_follow_the_issue():
     assert parse_method("bot:std:coif3") == ("bot", {"gain": "std", "wavelet": "coif3"})
     with pytest.raises(ValueError):
         parse_method("bot:std")
+
+
+def test_bot_labels_take_options():
+    assert parse_method("bot:function:haar:id:noise0.5") == (
+        "bot", {"gain": "function", "wavelet": "haar", "depth_growth": "identity", "detail_noise": 0.5})
+    assert parse_method("bot:function:haar:pca-tied")[1] == {"gain": "function", "wavelet": "haar",
+                                                              "rotate": "pca", "retie": True}
+    with pytest.raises(ValueError, match="unknown option"):
+        parse_method("bot:function:haar:bogus")
+    assert "decoder-s2l" in transfer.CASES and transfer.CASES["decoder-s2l"].grow
+
+
+def test_quick_runs_never_write_into_the_results_folder(tmp_path):
+    quick = transfer.output_folder("vit", quick=True)
+    assert quick.is_dir() and not quick.is_relative_to(transfer.RESULTS)
+    assert transfer.output_folder("vit", quick=True, out=tmp_path) == tmp_path
+    assert transfer.output_folder("vit", quick=False) == transfer.RESULTS
+    quick.rmdir()
+
+
+def test_headline_compares_the_best_bot_variant_with_the_best_baseline(tmp_path):
+    import json
+
+    import transfer_docs
+
+    runs = [_run("t", m, s, v) for s in (0, 1) for m, v in (
+        ("scratch", [9.0, 6.0, 5.0]), ("weight_selection", [8.0, 5.0, 4.0]), ("bot:std:haar", [7.0, 4.0, 3.0]))]
+    path = tmp_path / "demo.json"
+    path.write_text(json.dumps({"settings": {"budget": {"steps": 20}, "data": {"metric": "eval loss"},
+                                             "targets": {"t": {}}}, "runs": runs}))
+    (row,) = transfer_docs.lead_rows("demo", path)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "`bot:std:haar`" and cells[4] == "`weight_selection`"
+    assert cells[3] == "67%" and cells[5] == "50%" and cells[6] == "+17" and cells[8] == "yes"
