@@ -9,8 +9,8 @@ Everything here is written from the documentation, not from the implementation:
   area matrix ``A[i, j] = m * |bin i  cap  cell j|``, times a scalar set by the gain:
   ``paper`` ``sqrt(n / m)`` (orthonormal: Haar multiplies by sqrt(2) per shrunk level),
   ``function`` 1 on axes that keep means and ``n / m`` on axes that keep sums
-  (``in``, ``in_head``, ``in_head_dim``), ``std`` any scale, then the whole signal
-  scaled to the source's standard deviation.
+  (``in``, ``in_head``, ``in_head_dim``), ``std`` the paper's, then the whole signal
+  scaled to the source's standard deviation (left as it is when its own is zero).
 * ``botcore.select`` / ``adapters/methods.py``: uniform selection (a stride when the
   target divides, else rounded evenly spaced positions ``round(i (n - 1) / (m - 1))``),
   replication ``floor(i n / m)`` (copies divided by their count on sum axes),
@@ -20,8 +20,9 @@ Everything here is written from the documentation, not from the implementation:
 * the adapters' documented layouts (``adapters/families``): per family, which
   native parameter is which canonical signal, with which roles (table ``RULES``).
 
-Other wavelets than Haar are referenced through PyWavelets (``pywt.dwt``) for
-power-of-two shrinks only.
+Other wavelets than Haar are referenced through PyWavelets for power-of-two ratios
+only: ``pywt.dwt`` approximation bands when shrinking, ``pywt.idwt`` with zero detail
+bands when growing (the function gain: sqrt(2) per level on mean axes, 1/sqrt(2) on sum axes).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _apply(x: np.ndarray, mat: np.ndarray, axis: int) -> np.ndarray:
 def haar_matrix(n: int, m: int, role: str, gain: str) -> np.ndarray:
     """The documented Haar resize of one axis, ``n -> m``, as a dense ``(m, n)`` matrix."""
     a = area_matrix(n, m)
-    if gain == "paper":
+    if gain in ("paper", "std"):  # std: paper magnitudes, then the whole signal rescaled
         return a * math.sqrt(n / m)
     if gain == "function" and role in SUM_ROLES:
         return a * (n / m)
@@ -72,6 +73,18 @@ def _pywt_shrink(x, axis, n, m, role, gain, wavelet):
     return x
 
 
+def _pywt_grow(x, axis, n, m, role, gain, wavelet):
+    import pywt
+
+    levels = int(round(math.log2(m / n)))
+    assert m == n << levels, f"the pywt reference covers power-of-two growths only ({n} -> {m})"
+    for _ in range(levels):  # inverse transform with zero detail bands
+        x = pywt.idwt(x, None, wavelet, mode="periodization", axis=axis)
+    if gain == "function":
+        x = x * (math.sqrt(0.5) ** levels if role in SUM_ROLES else math.sqrt(2) ** levels)
+    return x
+
+
 def resize(x, shape, roles, *, gain="paper", wavelet="haar") -> np.ndarray:
     """Expected ``botcore.resize(x, shape, roles=roles, gain=gain, wavelet=wavelet)``."""
     x = np.asarray(x, dtype=np.float64)
@@ -85,8 +98,10 @@ def resize(x, shape, roles, *, gain="paper", wavelet="haar") -> np.ndarray:
         assert role != "fixed", "a fixed axis never changes size"
         if wavelet == "haar":
             y = _apply(y, haar_matrix(n, m, role, gain), axis)
-        else:
+        elif m < n:
             y = _pywt_shrink(y, axis, n, m, role, gain, wavelet)
+        else:
+            y = _pywt_grow(y, axis, n, m, role, gain, wavelet)
     if gain == "std" and y.std() > 0:
         y = y * (x.std() / y.std())
     return y

@@ -1,0 +1,109 @@
+"""``botcore.resize`` / ``select`` / ``take`` and the method helpers against the independent
+NumPy reference (tests/reference.py): element-wise, for any sizes, roles and gains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import reference
+from botcore.adapters.methods import layer_indices, net2net_layers, resize_signal
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+
+import botcore
+
+RESIZABLE = ["depth", "out", "in", "head", "head_dim", "in_head", "in_head_dim"]
+
+
+@st.composite
+def problems(draw, *, max_dims=3, max_side=12):
+    """An array, a target shape and one role per axis (fixed axes keep their size)."""
+    ndim = draw(st.integers(1, max_dims))
+    src = tuple(draw(st.integers(1, max_side)) for _ in range(ndim))
+    roles = tuple(draw(st.sampled_from(RESIZABLE + ["fixed"])) for _ in range(ndim))
+    dst = tuple(n if r == "fixed" else draw(st.integers(1, 2 * max_side)) for n, r in zip(src, roles))
+    x = np.random.default_rng(draw(st.integers(0, 2**16))).normal(size=src)
+    return x, dst, roles
+
+
+@given(p=problems(), gain=st.sampled_from(["paper", "function", "std"]))
+@example(p=(np.arange(8.0).reshape(2, 4), (1, 2), ("out", "in")), gain="function")
+@example(p=(np.arange(8.0).reshape(2, 4), (3, 6), ("out", "in_head_dim")), gain="function")
+@example(p=(np.arange(8.0).reshape(2, 4), (3, 6), ("in_head", "head_dim")), gain="paper")
+@example(p=(np.arange(12.0).reshape(3, 4), (5, 3), ("depth", "in")), gain="std")
+def test_haar_resize_is_the_documented_area_treatment(p, gain):
+    x, dst, roles = p
+    got = botcore.resize(x, dst, roles=roles, gain=gain)
+    want = reference.resize(x, dst, roles, gain=gain)
+    if gain == "std" and np.ptp(want) < 1e-12 * max(1.0, np.abs(want).max()) and dst != x.shape:
+        return  # a constant result has no spread to match: std promises nothing there
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@given(data=st.data(), wavelet=st.sampled_from(["db2", "sym4", "coif3", "bior2.2", "bior6.8"]),
+       gain=st.sampled_from(["paper", "function"]))
+def test_dyadic_shrink_with_other_wavelets_is_the_pywt_approximation(data, wavelet, gain):
+    ndim = data.draw(st.integers(1, 3))
+    small = [data.draw(st.integers(1, 5)) for _ in range(ndim)]
+    levels = [data.draw(st.integers(0, 2)) for _ in range(ndim)]
+    roles = tuple(data.draw(st.sampled_from(RESIZABLE)) for _ in range(ndim))
+    x = np.random.default_rng(data.draw(st.integers(0, 999))).normal(size=[s << k for s, k in zip(small, levels)])
+    got = botcore.resize(x, small, roles=roles, gain=gain, wavelet=wavelet)
+    want = reference.resize(x, small, roles, gain=gain, wavelet=wavelet)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def _ties(n: int, m: int) -> bool:
+    """Rounded positions i (n - 1) / (m - 1) that fall exactly on .5 (rounding conventions differ)."""
+    return m < n and n % m != 0 and m > 1 and any((2 * i * (n - 1)) % (2 * (m - 1)) == m - 1 for i in range(m))
+
+
+@given(p=problems())
+@example(p=(np.arange(6.0), (4,), ("out",)))  # 6 -> 4 picks [0, 2, 3, 5]
+@example(p=(np.arange(48.0), (32,), ("in",)))
+@example(p=(np.arange(10.0).reshape(2, 5), (3, 7), ("out", "in")))
+def test_select_is_uniform_selection_or_replication(p):
+    x, dst, roles = p
+    assume(not any(_ties(n, m) for n, m in zip(x.shape, dst)))
+    np.testing.assert_allclose(botcore.select(x, dst, roles=roles), reference.select(x, dst, roles),
+                               rtol=1e-12, atol=0)
+
+
+def test_select_picks_the_documented_indices():
+    np.testing.assert_array_equal(botcore.select(np.arange(6.0), (4,)), [0, 2, 3, 5])
+    np.testing.assert_array_equal(botcore.select(np.arange(7.0), (4,)), [0, 2, 4, 6])
+    np.testing.assert_array_equal(botcore.select(np.arange(10.0), (4,)), [0, 3, 6, 9])
+    np.testing.assert_array_equal(botcore.select(np.arange(3.0), (5,)), [0, 0, 1, 1, 2])
+    np.testing.assert_allclose(botcore.select(np.arange(1.0, 3.0), (5,), roles=("in",)),
+                               [1 / 3, 1 / 3, 1 / 3, 1, 1])
+
+
+@given(n=st.integers(1, 40), m=st.integers(1, 40))
+def test_layer_indices_and_net2net_layers_follow_the_documentation(n, m):
+    assert layer_indices(n, m) == reference.layer_select_indices(n, m)
+    if m >= n:
+        idx, inserted = net2net_layers(n, m)
+        assert idx == reference.replicate_indices(n, m).tolist()
+        assert inserted == [i > 0 and idx[i] == idx[i - 1] for i in range(m)]
+        assert sum(not f for f in inserted) == n  # every source layer kept once, in order
+
+
+@given(x=st.integers(0, 999), idx=st.lists(st.integers(-5, 4), min_size=1, max_size=6))
+def test_take_is_numpy_take(x, idx):
+    a = np.random.default_rng(x).normal(size=(5, 3))
+    np.testing.assert_array_equal(botcore.take(a, idx, axis=0), np.take(a, idx, axis=0))
+    np.testing.assert_array_equal(botcore.take(a.T, idx, axis=-1), np.take(a.T, idx, axis=-1))
+
+
+@pytest.mark.parametrize("method", ["bot", "weight_selection", "layer_select", "net2net"])
+@pytest.mark.parametrize("residual", [False, True])
+def test_resize_signal_is_the_documented_method(method, residual):
+    x = np.random.default_rng(3).normal(size=(4, 6, 5))
+    roles = ("depth", "out", "in")
+    shape = (7, 12, 10)  # growth, so that net2net applies; depth 4 -> 7 inserts copies
+    got, note = resize_signal(x, roles, shape, method=method, wavelet="haar", mode="periodization",
+                              gain="function", residual=residual)
+    want = reference._method(x, shape, roles, method=method, gain="function", wavelet="haar",
+                             residual=residual, layered=True)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert method.split("_")[0] in note
