@@ -196,7 +196,8 @@ class Family:
         if opts.pop("rotate", None) == "pca":  # rotate here (any family), then resize the rotated model
             from botcore.adapters.rotation import rotate_residual
 
-            params, cfg = rotate_residual(self.params(), self.config, self.residual_moments(),
+            src = (dict(source), dict(config)) if source is not None else (self.params(), self.config)
+            params, cfg = rotate_residual(*src, self.residual_moments(*(src if source is not None else ())),
                                           target_hidden=target.get("hidden"), wavelet=opts["wavelet"],
                                           retie=opts.pop("retie", False))
             return resize_model(params, dict(target), method=base, config=cfg, **opts)
@@ -209,11 +210,12 @@ class Family:
                 rotation_matrix,
             )
 
-            m = self.residual_moments()
+            src = (dict(source), dict(config)) if source is not None else (self.params(), self.config)
+            m = self.residual_moments(*(src if source is not None else ()))
             q = rotation_matrix(m, layernorm=True, target_hidden=target.get("hidden"),
                                 wavelet=opts["wavelet"]) if reorder == "pca" else \
                 permutation_matrix(energy_order(m, pairs=reorder == "fold"))
-            params, cfg = rotate_post_ln(self.params(), self.config, q)
+            params, cfg = rotate_post_ln(*src, q)
             return resize_model(params, dict(target), method=base, config=cfg, **opts)
         if source is not None:
             return resize_model(source, dict(target), method=base, config=config, **opts)
@@ -228,29 +230,42 @@ class Family:
 
         return load_file(str(Path(self.source) / "model.safetensors"))
 
-    def residual_moments(self, rows: int = 16, batch: int = 4):
-        """Residual-stream second moments of the source on the first ``rows`` training rows.
+    def residual_moments(self, params: dict | None = None, config: dict | None = None, *,
+                         rows: int = 16, batch: int = 4):
+        """Residual-stream second moments on the first ``rows`` training rows (ViT: ``4 * rows`` images).
 
-        The calibration input of the ``:pca`` methods (computed once, cached on the family);
-        ViT: the first ``4 * rows`` training images.
+        The calibration input of the ``:pca`` and ``:energy`` methods: of the source
+        (computed once, cached on the family), or of ``params``/``config`` (the first
+        stage of a two-stage label).
         """
-        if getattr(self, "_moments", None) is None:
-            import torch
-            from botcore.adapters.rotation import residual_moments
-            from transfer_tasks import make_task
+        if params is None and getattr(self, "_moments", None) is not None:
+            return self._moments
+        import torch
+        from botcore.adapters.rotation import residual_moments
+        from transfer_tasks import make_task
 
-            cls = _model_class(self.name, self.task)
-            model = cls(cls.config_class(**self.config))
-            model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.params().items()},
-                                  strict=False)
-            if self.task == "cls":
-                x = torch.from_numpy(make_task(self.task).train_x[: 4 * rows])
-                batches = [{"pixel_values": x[i:i + 4 * batch]} for i in range(0, 4 * rows, 4 * batch)]
-            else:
-                x = torch.from_numpy(make_task(self.task).train_x[:rows])
-                batches = [x[i:i + batch] for i in range(0, rows, batch)]
-            self._moments = residual_moments(model, batches)
-        return self._moments
+        cls = _model_class(self.name, self.task)
+        if self.name == "bert":  # the MiniLM source is a BertModel (no MLM head, no "bert." prefix)
+            import transformers
+
+            cls = transformers.BertModel
+        model = cls(cls.config_class(**(config or self.config)))
+        weights = {k: torch.from_numpy(np.asarray(v)) for k, v in (params or self.params()).items()
+                   if not k.endswith("position_ids")}
+        loaded = model.load_state_dict(weights, strict=False)
+        if loaded.unexpected_keys or len(loaded.missing_keys) > 2:
+            raise RuntimeError(f"residual_moments: the source does not fit {cls.__name__}: missing "
+                               f"{loaded.missing_keys[:4]}, unexpected {loaded.unexpected_keys[:4]}")
+        if self.task == "cls":
+            x = torch.from_numpy(make_task(self.task).train_x[: 4 * rows])
+            batches = [{"pixel_values": x[i:i + 4 * batch]} for i in range(0, 4 * rows, 4 * batch)]
+        else:
+            x = torch.from_numpy(make_task(self.task).train_x[:rows])
+            batches = [x[i:i + batch] for i in range(0, rows, batch)]
+        moments = residual_moments(model, batches)
+        if params is None:
+            self._moments = moments
+        return moments
 
     def target_config(self, target: dict) -> dict:
         """The target's HF config: the source config with the target sizes (used for scratch).
