@@ -193,34 +193,39 @@ class Family:
             return self.resize(method[: -len(":untie")], target, source=params,
                                config={**self.config, "tie_word_embeddings": False})
         base, opts = parse_method(method)
-        if opts.pop("rotate", None) == "pca":  # rotate here (any family), then resize the rotated model
-            from botcore.adapters.rotation import rotate_residual
-
-            src = (dict(source), dict(config)) if source is not None else (self.params(), self.config)
-            params, cfg = rotate_residual(*src, self.residual_moments(*(src if source is not None else ())),
-                                          target_hidden=target.get("hidden"), wavelet=opts["wavelet"],
-                                          retie=opts.pop("retie", False))
-            return resize_model(params, dict(target), method=base, config=cfg, **opts)
-        reorder = opts.pop("reorder", None)
-        if reorder is not None:  # post-LN BERT: permute (exact) or rotate (approximate) the stream first
-            from botcore.adapters.rotation import (
-                energy_order,
-                permutation_matrix,
-                rotate_post_ln,
-                rotation_matrix,
-            )
-
-            src = (dict(source), dict(config)) if source is not None else (self.params(), self.config)
-            m = self.residual_moments(*(src if source is not None else ()))
-            q = rotation_matrix(m, layernorm=True, target_hidden=target.get("hidden"),
-                                wavelet=opts["wavelet"]) if reorder == "pca" else \
-                permutation_matrix(energy_order(m, pairs=reorder == "fold"))
-            params, cfg = rotate_post_ln(*src, q)
+        if "rotate" in opts or "reorder" in opts:  # transform the stream here (any family), then resize
+            params, cfg = self._stream_transformed(opts, target, source, config)
             return resize_model(params, dict(target), method=base, config=cfg, **opts)
         if source is not None:
             return resize_model(source, dict(target), method=base, config=config, **opts)
         cfg = None if isinstance(self.source, (str, Path)) else self.config
         return resize_model(self.source, dict(target), method=base, config=cfg, **opts)
+
+    def _stream_transformed(self, opts: dict, target: dict, source, config) -> tuple[dict, dict]:
+        """The source (or a staged ``source``) with its residual stream rotated or permuted.
+
+        Pops the stream options from ``opts``: ``rotate`` (the exact rotation of a pre-norm
+        family, ``retie`` keeping a tied head tied) or ``reorder`` (post-LN BERT: ``fold``
+        and ``sort`` permute by energy, ``pca`` rotates approximately).
+        """
+        from botcore.adapters.rotation import (
+            energy_order,
+            permutation_matrix,
+            rotate_post_ln,
+            rotate_residual,
+            rotation_matrix,
+        )
+
+        src = (dict(source), dict(config)) if source is not None else (self.params(), self.config)
+        moments = self.residual_moments(*(src if source is not None else ()))
+        hidden, wavelet = target.get("hidden"), opts["wavelet"]
+        if opts.pop("rotate", None) is not None:
+            return rotate_residual(*src, moments, target_hidden=hidden, wavelet=wavelet,
+                                   retie=opts.pop("retie", False))
+        reorder = opts.pop("reorder")
+        q = rotation_matrix(moments, layernorm=True, target_hidden=hidden, wavelet=wavelet) \
+            if reorder == "pca" else permutation_matrix(energy_order(moments, pairs=reorder == "fold"))
+        return rotate_post_ln(*src, q)
 
     def params(self) -> dict:
         """The source's parameters as a name -> NumPy mapping (read from its folder when needed)."""
