@@ -252,6 +252,11 @@ class Adapter:
         Native tensors stored ``[in, out]`` (GPT-2 ``Conv1D``).
     fusions : tuple of Fusion
         Native tensors holding several canonical parameters (fused QKV, gate/up).
+    head_tie, head_norms : str, tuple of str
+        The output head's name pattern when it may be tied to the word embedding,
+        and the signals of the norm that feeds it: a tied head takes the
+        embedding's treatment, so a function-keeping width change scales that
+        norm instead (:func:`botcore.adapters.pipeline.tied_head_factor`).
     """
 
     family = ""
@@ -261,6 +266,9 @@ class Adapter:
     drops: tuple[tuple[str, str], ...] = ()
     transposed: tuple[str, ...] = ()
     fusions: tuple[Fusion, ...] = ()
+    head_tie: str | None = None
+    head_norms: tuple[str, ...] = ()
+    tie_default = True
     gqa = False
     free_head_dim = False
 
@@ -287,6 +295,24 @@ class Adapter:
 
     def fusion_for(self, native: str) -> Fusion | None:
         return next((f for f in self.fusions if f.match(native)), None)
+
+    def head_is_tied(self, layout: Layout) -> bool:
+        """Whether the output head is a copy of the word embedding.
+
+        True when the checkpoint holds the head as a tied duplicate, or leaves it out
+        because the config ties it (``tie_word_embeddings``, this family's default when
+        absent) and ``architectures`` names a model with a language-model head.
+        """
+        if self.head_tie is None:
+            return False
+        if any(re.fullmatch(self.head_tie, a) for a in layout.ties):
+            return True
+        if any(re.fullmatch(self.head_tie, n) for n in layout.infos):
+            return False  # the head is stored on its own: untied
+        cfg = layout.config
+        heads = ("ForCausalLM", "LMHeadModel", "ForMaskedLM", "ForPreTraining")
+        named = any(str(a).endswith(heads) for a in cfg.get("architectures") or ())
+        return named and bool(cfg.get("tie_word_embeddings", self.tie_default))
 
     def drop_reason(self, name: str) -> str | None:
         return next((why for p, why in self.drops if re.fullmatch(p, name)), None)

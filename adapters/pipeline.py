@@ -53,7 +53,7 @@ import numpy as np
 
 import botcore
 from botcore._checks import check_option
-from botcore.errors import NonFiniteError, OptionError, TargetError, UnsupportedModelError
+from botcore.errors import NonFiniteError, OptionError, TargetError
 from botcore.names import DTYPE_CHOICES, FLOAT_DTYPES, GAINS, METHODS, compute_dtype, output_dtype
 
 from .base import Layout, NativeOut, Spec
@@ -441,6 +441,36 @@ def _tail_records(plan: Plan) -> list:
     return out + [r for r in plan.records if r.signal == "residual stream"]
 
 
+def tied_head_factor(method: str, gain: str, src_hidden: int, dst_hidden: int) -> float:
+    """Scale for the norm feeding a tied output head, so the resize keeps the function.
+
+    An untied head is ``(fixed, in)``: its hidden axis keeps sums. A tied head is a
+    copy of the embedding, whose hidden axis is ``out`` and keeps means; the two
+    treatments differ by ``src_hidden / dst_hidden`` wherever the method keeps the
+    function (``gain="function"``; the selection methods when they grow, which divide
+    consumed copies). Elsewhere 1.
+
+    >>> tied_head_factor("bot", "function", 576, 1152), tied_head_factor("bot", "std", 576, 1152)
+    (0.5, 1.0)
+    >>> tied_head_factor("net2net", "function", 384, 768), tied_head_factor("weight_selection", "x", 8, 4)
+    (0.5, 1.0)
+    """
+    if src_hidden == dst_hidden:
+        return 1.0
+    if (method == "bot" and gain == "function") or (method != "bot" and dst_hidden > src_hidden):
+        return src_hidden / dst_hidden
+    return 1.0
+
+
+def _head_norm(plan: Plan, spec: Spec, out: np.ndarray, treatment: str):
+    if spec.name not in plan.adapter.head_norms or not plan.adapter.head_is_tied(plan.layout):
+        return out, treatment
+    f = tied_head_factor(plan.method, plan.gain, plan.source_sizes["hidden"], plan.sizes["hidden"])
+    if f == 1.0:
+        return out, treatment
+    return out * out.dtype.type(f), treatment + f"; scaled by {f:g} (it feeds the tied head)"
+
+
 def resize_one(plan: Plan, spec: Spec, *, allow_nonfinite: bool, measure: bool):
     """Read, check and resize one signal: ``(resized array, record)``."""
     shape = plan.shapes[spec.name]
@@ -451,6 +481,7 @@ def resize_one(plan: Plan, spec: Spec, *, allow_nonfinite: bool, measure: bool):
     if tuple(shape) == tuple(spec.shape) and plan.method == "bot":
         treatment += " (same size: unchanged)"
     energy = energy_kept(data, out, spec, shape, plan) if measure and plan.method == "bot" else None
+    out, treatment = _head_norm(plan, spec, out, treatment)
     return out, Record(spec.name, spec.members, spec.roles, spec.shape, tuple(shape), treatment,
                        energy)
 

@@ -59,6 +59,8 @@ class BertAdapter(Adapter):
         (r"cls\.predictions\.decoder\.weight", _P + r"embeddings\.word_embeddings\.weight"),
         (r"cls\.predictions\.decoder\.bias", r"cls\.predictions\.bias"),
     )
+    head_tie = r"cls\.predictions\.decoder\.weight"
+    head_norms = ("mlm.norm.weight", "mlm.norm.bias")
     drops = (
         (_P + r"embeddings\.position_ids",
          "non-persistent buffer (position indices): not written, the model rebuilds it"),

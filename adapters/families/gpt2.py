@@ -55,6 +55,8 @@ class GPT2Adapter(Adapter):
         *linear_rules(r"score", "score", "_,hidden", "fixed,in"),
     )
     ties = ((r"lm_head\.weight", _P + r"wte\.weight"),)
+    head_tie = r"lm_head\.weight"
+    head_norms = ("norm_final.weight", "norm_final.bias")
     transposed = (r"(?:.*\.)?h\.\d+\.(?:attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight",)
     fusions = (qkv_fusion(r"(?:.*\.)?h\.\d+\.attn\.c_attn\.(?:weight|bias)", kv="heads*head_dim"),)
     drops = (

@@ -67,6 +67,9 @@ class LlamaAdapter(Adapter):
         Rule(r"score\.weight", "score", "_,hidden", "fixed,in"),
     )
     ties = ((r"lm_head\.weight", _P + r"embed_tokens\.weight"),)
+    head_tie = r"lm_head\.weight"
+    head_norms = ("norm_final.weight",)
+    tie_default = False
     drops = (
         (_P + r"(?:layers\.\d+\.self_attn\.)?rotary_emb\.inv_freq",
          "non-persistent buffer (RoPE frequencies): not written, the model rebuilds it"),
