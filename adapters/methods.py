@@ -130,15 +130,30 @@ def detail_noise_like(out, roles, source_shape, *, alpha: float, seed: int = 0, 
     return (alpha * std * z).reshape(out.shape).astype(out.dtype)
 
 
-def _bot(data, roles, shape, *, wavelet, mode, gain, residual, depth_growth, detail_noise, seed, name):
+def _select_heads(data, roles, shape):
+    """Whole attention heads kept by selection (``heads="select"``); the other axes untouched."""
+    partial = tuple(m if r in ("head", "in_head") else n for r, n, m in zip(roles, data.shape, shape))
+    if partial == tuple(data.shape):
+        return data, ""
+    return botcore.select(data, partial, roles=roles), "heads by selection"
+
+
+def _bot(data, roles, shape, *, wavelet, mode, gain, residual, depth_growth, detail_noise, seed, name,
+         heads=None):
     src = tuple(data.shape)
     notes = [f"bot: wavelet={wavelet} mode={mode} gain={gain}"]
     if depth_growth not in (None, *DEPTH_GROWTH):
         raise OptionError(f"depth_growth={depth_growth!r} is not offered; expected one of {DEPTH_GROWTH}")
+    if heads not in (None, "wavelet", "select"):
+        raise OptionError(f"heads={heads!r} is not offered; expected 'wavelet' or 'select'")
     if depth_growth == "identity":
         data, note = _identity_depth(data, roles, shape, residual)
         if note:
             notes.append("depth: " + note)
+    if heads == "select":
+        data, note = _select_heads(data, roles, shape)
+        if note:
+            notes.append(note)
     out = botcore.resize(data, shape, roles=roles, wavelet=wavelet, mode=mode, gain=gain)
     if detail_noise is not None:
         if wavelet != "haar":
@@ -152,7 +167,7 @@ def _bot(data, roles, shape, *, wavelet, mode, gain, residual, depth_growth, det
 
 
 def resize_signal(data, roles, shape, *, method, wavelet, mode, gain, residual=False,
-                  depth_growth=None, detail_noise=None, seed=0, name=""):
+                  depth_growth=None, detail_noise=None, seed=0, name="", heads=None):
     """``(array, treatment)`` for one signal; see the module table.
 
     ``depth_growth``, ``detail_noise`` and ``seed`` are options of ``method="bot"``
@@ -165,7 +180,8 @@ def resize_signal(data, roles, shape, *, method, wavelet, mode, gain, residual=F
                           f"method={method!r}; leave them unset")
     if method == "bot":
         return _bot(data, roles, shape, wavelet=wavelet, mode=mode, gain=gain, residual=residual,
-                    depth_growth=depth_growth, detail_noise=detail_noise, seed=seed, name=name)
+                    depth_growth=depth_growth, detail_noise=detail_noise, seed=seed, name=name,
+                    heads=heads)
     if method == "weight_selection":
         return botcore.select(data, shape, roles=roles), "weight selection (uniform indices)"
     if method == "layer_select":

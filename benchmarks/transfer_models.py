@@ -80,6 +80,7 @@ BOT_OPTIONS = {
     "energy": {"reorder": "fold"},        # post-LN: stream channels permuted, strong paired with weak
     "energysort": {"reorder": "sort"},    # post-LN: stream channels sorted by energy
     "pcaln": {"reorder": "pca"},          # post-LN: approximate rotation onto the principal subspace
+    "hsel": {"heads": "select"},          # whole attention heads kept by selection, the rest BoT
 }
 
 
