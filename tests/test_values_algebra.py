@@ -107,3 +107,50 @@ def test_resize_signal_is_the_documented_method(method, residual):
                              residual=residual, layered=True)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert method.split("_")[0] in note
+
+
+@pytest.mark.parametrize("src,dst,text", [
+    (12, 5, "12 -> 5: fractional 12 -> 10, then 1 analysis level(s)"),
+    (16, 4, "16 -> 4: 2 analysis level(s)"),
+    (8, 4, "8 -> 4: 1 analysis level(s)"),
+    (5, 12, "5 -> 12: 1 synthesis level(s), then fractional 10 -> 12"),
+    (3, 12, "3 -> 12: 2 synthesis level(s)"),
+    (6, 9, "6 -> 9: fractional 6 -> 9"),
+    (4, 4, "4 -> 4: unchanged"),
+])
+def test_axis_plans_describe_their_steps(src, dst, text):
+    assert botcore.plan((src,), (dst,)).axes[0].describe() == text
+
+
+def test_signals_store_their_roles_as_a_tuple():
+    s = botcore.WeightSignal(np.ones((2, 3)), ["out", "in"])
+    assert s.roles == ("out", "in") and isinstance(s.roles, tuple)
+
+
+def test_output_dtype_keeps_the_source_dtype_by_default():
+    from botcore.names import output_dtype
+
+    assert output_dtype("bfloat16") == "bfloat16"
+    assert output_dtype("bfloat16", "float32") == "float32"
+
+
+@pytest.mark.parametrize("mode", ["symmetric", "zero", "reflect"])
+def test_decompose_odd_lengths_in_other_modes_agree_with_pywt(mode):
+    import warnings
+
+    import pywt
+
+    x = np.random.default_rng(0).normal(size=(5, 7))
+    p = botcore.decompose(x, 1, wavelet="db2", mode=mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = pywt.wavedecn(x, "db2", mode=mode, level=1)
+    np.testing.assert_allclose(p.approx, ref[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(botcore.reconstruct(p), x, rtol=1e-10, atol=1e-10)
+
+
+def test_take_on_torch_is_numpy_take():
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(5).normal(size=(5, 3))
+    np.testing.assert_array_equal(botcore.take(torch.tensor(a), [4, 0, 0], axis=0).numpy(), a[[4, 0, 0]])
+    np.testing.assert_array_equal(botcore.take(torch.tensor(a), [2], axis=1).numpy(), a[:, [2]])
