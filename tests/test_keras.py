@@ -547,3 +547,87 @@ def test_every_keras_family_resizes_and_loads(tf_run):
 @pipeline_pending
 def test_a_bfloat16_output_loads_in_bfloat16_on_jax(jax_run):
     assert jax_run["bfloat16"] == "stored=bfloat16 loaded=bfloat16"
+
+
+# -- every family: the keras path against the PyTorch path --------------------------------------
+
+#: Tiny Hugging Face models (transformers classes) and a width + depth target for each.
+HF_MODELS = {
+    "bert": ("BertModel", dict(vocab_size=13, hidden_size=8, num_hidden_layers=2, num_attention_heads=4,
+                               intermediate_size=16, max_position_embeddings=12)),
+    "gpt2": ("GPT2LMHeadModel", dict(vocab_size=13, n_embd=8, n_layer=2, n_head=4, n_positions=12)),
+    "llama": ("LlamaForCausalLM", dict(vocab_size=13, hidden_size=8, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, intermediate_size=16)),
+    "llama-tied": ("LlamaForCausalLM", dict(vocab_size=13, hidden_size=8, num_hidden_layers=2,
+                                            num_attention_heads=4, num_key_value_heads=2,
+                                            intermediate_size=16, tie_word_embeddings=True)),
+    "mistral": ("MistralForCausalLM", dict(vocab_size=13, hidden_size=8, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=2,
+                                           intermediate_size=16)),
+    "qwen2": ("Qwen2ForCausalLM", dict(vocab_size=13, hidden_size=8, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, intermediate_size=16,
+                                       tie_word_embeddings=True)),
+    "vit": ("ViTForImageClassification", dict(hidden_size=8, num_hidden_layers=2, num_attention_heads=4,
+                                              intermediate_size=16, image_size=8, patch_size=4)),
+}
+SMALL = {"layers": 3, "hidden": 4, "heads": 2}
+
+
+def _hf_model(kind: str, folder: Path) -> None:
+    """Save a random ``kind`` model; weights rounded to float16 (keras_hub's Mistral converter casts)."""
+    import torch
+    import transformers
+
+    cls, kwargs = HF_MODELS[kind]
+    torch.manual_seed(0)
+    config_cls = getattr(transformers, cls.replace("ForCausalLM", "Config").replace("LMHeadModel", "Config")
+                         .replace("ForImageClassification", "Config").replace("Model", "Config"))
+    model = getattr(transformers, cls)(config_cls(**kwargs))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p).half().float())
+    model.save_pretrained(folder)
+
+
+def _child_families_vs_pytorch(tmp: str) -> None:
+    import keras_hub
+    from botcore.adapters import resize_model
+    from botcore.adapters.io.keras import KerasReader
+
+    found = {}
+    for kind in HF_MODELS:
+        try:
+            bb = keras_hub.models.Backbone.from_preset(os.path.join(tmp, kind))  # keras_hub's converter
+            target = dict(SMALL, kv_heads=1) if kind not in ("bert", "gpt2", "vit") else SMALL
+            out = os.path.join(tmp, f"{kind}-keras")
+            resize_model(bb, target, out=out)
+            r = KerasReader(out)
+            np.savez(os.path.join(tmp, f"{kind}.npz"), **{n: r.read(n) for n in r.tensors()})
+            found[kind] = "ok"
+        except Exception as err:
+            found[kind] = f"{type(err).__name__}: {err}"
+    _report(found)
+
+
+@needs_keras
+@pytest.mark.slow
+@pipeline_pending
+def test_every_family_resized_through_keras_agrees_with_pytorch(tmp_path):
+    from botcore.adapters import resize_model
+    from safetensors.numpy import load_file
+
+    for kind in HF_MODELS:
+        _hf_model(kind, tmp_path / kind)
+    found = _child("_child_families_vs_pytorch", "tensorflow", str(tmp_path), timeout=900)
+    assert found == {k: "ok" for k in HF_MODELS}
+    for kind in HF_MODELS:
+        target = dict(SMALL, kv_heads=1) if kind not in ("bert", "gpt2", "vit") else SMALL
+        resize_model(tmp_path / kind, target, out=tmp_path / f"{kind}-pt")
+        torch_path = {n.removeprefix("vit.").removeprefix("transformer."): a for n, a in
+                      load_file(str(tmp_path / f"{kind}-pt" / "model.safetensors")).items()
+                      if not n.startswith("classifier.") and n != "lm_head.weight" or
+                      kind in ("llama", "mistral")}
+        keras_path = dict(np.load(tmp_path / f"{kind}.npz"))
+        assert set(keras_path) == set(torch_path), kind
+        worst = max(float(np.abs(keras_path[n] - torch_path[n]).max()) for n in keras_path)
+        assert worst <= 1e-6, (kind, worst)

@@ -6,16 +6,16 @@ keras_hub preset folder (``config.json`` + ``model.weights.h5``, or the sharded
 **Hugging Face names and layouts** with a Hugging Face style ``config``, so the
 family adapters (bert, gpt2, llama, vit) apply unchanged:
 
-===================================== ================ ==============================
+===================================== ================ ================================
 keras_hub backbone                    ``model_type``   presented as
-===================================== ================ ==============================
+===================================== ================ ================================
 ``BertBackbone``                      ``bert``         ``BertModel``
-``GPT2Backbone``                      ``gpt2``         ``GPT2Model`` (fused ``c_attn``)
+``GPT2Backbone``                      ``gpt2``         ``GPT2LMHeadModel`` (tied head)
 ``LlamaBackbone``, ``Llama3Backbone`` ``llama``        ``LlamaForCausalLM``
 ``MistralBackbone``                   ``mistral``      ``MistralForCausalLM``
 ``QwenBackbone`` (Qwen2)              ``qwen2``        ``Qwen2ForCausalLM``
 ``ViTBackbone``                       ``vit``          ``ViTModel`` (no pooler)
-===================================== ================ ==============================
+===================================== ================ ================================
 
 Every layout change is a reshape, transpose or concatenation (:func:`hf_layout`)
 with an exact inverse (:func:`keras_layout`): keras_hub's query kernel
@@ -81,7 +81,7 @@ BACKBONES = {"BertBackbone": "bert", "GPT2Backbone": "gpt2", "LlamaBackbone": "l
              "ViTBackbone": "vit"}
 _CLASS_OF = {"bert": "BertBackbone", "gpt2": "GPT2Backbone", "llama": "LlamaBackbone",
              "mistral": "MistralBackbone", "qwen2": "QwenBackbone", "vit": "ViTBackbone"}
-_ARCH = {"bert": "BertModel", "gpt2": "GPT2Model", "llama": "LlamaForCausalLM",
+_ARCH = {"bert": "BertModel", "gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM",
          "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "vit": "ViTModel"}
 _WEIGHTS, _SHARDED = "model.weights.h5", "model.weights.json"
 #: Preset files never copied to an output: weights and configs of the old sizes, task heads.
@@ -354,7 +354,8 @@ _SIZE_KEYS = ("num_layers", "num_heads", "num_query_heads", "num_key_value_heads
               "intermediate_dim", "mlp_dim", "head_dim")
 #: What keras_hub fixes in code, stated in the Hugging Face config.
 _FIXED = {"bert": {"hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-12},
-          "gpt2": {"activation_function": "gelu_new", "layer_norm_epsilon": 1e-5},
+          "gpt2": {"activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+                   "tie_word_embeddings": True},
           "llama": {"hidden_act": "silu"}, "mistral": {"hidden_act": "silu"},
           "qwen2": {"hidden_act": "silu"}, "vit": {"hidden_act": "gelu"}}
 
