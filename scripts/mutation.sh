@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing with mutmut 3 (config: [tool.mutmut] in pyproject.toml; docs/testing.md).
 #
-#   scripts/mutation.sh [TREE] [MUTANTS...] [--fresh] [--jobs N] [--results]
+#   scripts/mutation.sh [TREE] [MUTANTS...] [--fresh] [--jobs=N] [--results]
+#   scripts/mutation.sh [TREE] --sample=N [--seed=S] [--changed-since=REF]
 #
 # TREE is botcore (the algebra, default), backends or adapters. MUTANTS are optional
 # mutant-name globs to run only part of it, e.g. 'botcore.resize.*' (one module).
@@ -11,24 +12,30 @@
 # (only changed source files are mutated again). --fresh starts the tree over,
 # --results prints the counts of the last run. --jobs bounds the worker processes
 # (default 1: the machine is shared); everything runs under nice, single-threaded.
+# --sample=N runs N mutants drawn with --seed (default 0) from the modules changed since
+# --changed-since (a git ref; default: every module of the tree) and prints a summary.
+# MUTATION_DIR overrides the staging folder (default build/mutation/TREE).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
-TREE=botcore JOBS=1 FRESH=0 RESULTS=0 NAMES=()
+TREE=botcore JOBS=1 FRESH=0 RESULTS=0 NAMES=() SAMPLE=0 SEED=0 SINCE=""
 for arg in "$@"; do
   case "$arg" in
     botcore|backends|adapters) TREE=$arg ;;
     --fresh) FRESH=1 ;;
     --results) RESULTS=1 ;;
     --jobs=*) JOBS=${arg#--jobs=} ;;
+    --sample=*) SAMPLE=${arg#--sample=} ;;
+    --seed=*) SEED=${arg#--seed=} ;;
+    --changed-since=*) SINCE=${arg#--changed-since=} ;;
     --jobs) echo "use --jobs=N" >&2; exit 2 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "mutation.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
     *) NAMES+=("$arg") ;;
   esac
 done
-WORK=$ROOT/build/mutation/$TREE
+WORK=${MUTATION_DIR:-$ROOT/build/mutation/$TREE}
 
 case "$TREE" in  # what is mutated, and the fast tests that cover it
   botcore)
@@ -80,6 +87,24 @@ PYEOF
 cd "$WORK"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 \
        TF_NUM_INTEROP_THREADS=1 TF_CPP_MIN_LOG_LEVEL=3 HF_HUB_OFFLINE=1 PYTHONHASHSEED=0
-nice -n 10 "$(dirname "$PY")/mutmut" run --max-children "$JOBS" "${NAMES[@]}"
-nice -n 10 "$(dirname "$PY")/mutmut" results --all true > "$WORK/results.txt" || true
+MUTMUT="$(dirname "$PY")/mutmut"
+if [[ $SAMPLE != 0 ]]; then
+  MODULES=()
+  if [[ -n $SINCE ]]; then  # changed source files -> dotted module prefixes of this tree
+    while read -r f; do
+      case "$f" in
+        backends/*) m=botcore.${f%.py} ;; adapters/*) m=botcore.${f%.py} ;; botcore/*) m=${f%.py} ;; *) continue ;;
+      esac
+      MODULES+=("${m//\//.}")
+    done < <(git -C "$ROOT" diff --name-only "$SINCE" -- botcore backends adapters | grep '\.py$' || true)
+  fi
+  nice -n 10 "$MUTMUT" run --max-children "$JOBS" "no-such-mutant" > /dev/null || true  # generate, collect stats
+  mapfile -t NAMES < <("$MUTMUT" results --all true | "$PY" "$ROOT/scripts/mutation_sample.py" pick "$SAMPLE" "$SEED" "${MODULES[@]}")
+  [[ ${#NAMES[@]} == 0 ]] && { echo "mutation.sh: no mutants to sample" >&2; exit 1; }
+  nice -n 10 "$MUTMUT" run --max-children "$JOBS" "${NAMES[@]}"
+  "$MUTMUT" results --all true | "$PY" "$ROOT/scripts/mutation_sample.py" report "${NAMES[@]}" | tee "$WORK/sample.txt"
+  exit 0
+fi
+nice -n 10 "$MUTMUT" run --max-children "$JOBS" "${NAMES[@]}"
+nice -n 10 "$MUTMUT" results --all true > "$WORK/results.txt" || true
 "$PY" "$ROOT/scripts/mutation_table.py" "$WORK" | tee "$WORK/table.md"
