@@ -420,6 +420,9 @@ def _child_jax(tmp: str) -> None:
                        "--heads", "6"])
         cli = keras_hub.models.Backbone.from_preset(os.path.join(tmp, "cli"))
         found["cli"] = f"{status} {type(cli).__name__} hidden={cli.hidden_dim} layers={cli.num_layers}"
+        tokens = keras_hub.tokenizers.Tokenizer.from_preset(os.path.join(tmp, "cli"))
+        found["cli_tokens"] = [int(t) for t in np.asarray(tokens(SENTENCES[0]))]
+        found["cli_files"] = sorted(os.listdir(os.path.join(tmp, "cli")))
     except Exception as err:
         found["cli"] = f"{type(err).__name__}: {err}"
     found["bfloat16"] = _resize_dtype(preset, tmp)
@@ -527,6 +530,8 @@ def test_keras_resize_on_tensorflow_and_jax_agrees_with_pytorch(minilm, jax_run,
     assert minilm["found"]["resize"] == "ok BertBackbone hidden=192 layers=3", minilm["found"]["resize"]
     assert jax_run["resize"] == "ok BertBackbone hidden=192 layers=3", jax_run["resize"]
     assert jax_run["cli"] == "0 BertBackbone hidden=192 layers=3", jax_run["cli"]
+    assert jax_run["cli_tokens"] == minilm["found"]["tokens"][0]  # the preset's tokenizer, carried over
+    assert {"README.md", "assets", "tokenizer.json"} <= set(jax_run["cli_files"])
     resize_model(minilm["src"], TARGET, out=tmp_path / "pt")
     torch_path = load_file(str(tmp_path / "pt" / "model.safetensors"))
     for tag in ("tf", "jax"):
@@ -631,3 +636,18 @@ def test_every_family_resized_through_keras_agrees_with_pytorch(tmp_path):
         assert set(keras_path) == set(torch_path), kind
         worst = max(float(np.abs(keras_path[n] - torch_path[n]).max()) for n in keras_path)
         assert worst <= 1e-6, (kind, worst)
+
+
+@needs_keras
+@needs_minilm
+@pytest.mark.slow
+def test_the_keras_page_example_runs(tmp_path):
+    text = (HERE.parent / "docs" / "keras.md").read_text(encoding="utf-8")
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", HF_HUB_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.split()[-2:] == ["3", "192"]
+    assert {"minilm-keras", "minilm-small", "minilm-small-2"} <= {p.name for p in tmp_path.iterdir()}
