@@ -152,6 +152,7 @@ def resize_model(
     depth_growth: str | None = None,
     detail_noise: float | None = None,
     seed: int = 0,
+    scheduler=None,
 ) -> ResizeResult:
     """Resize a checkpoint to ``target`` sizes.
 
@@ -207,6 +208,10 @@ def resize_model(
         ``depth_growth="identity"`` inserts new layers whose residual writers are
         zero; ``detail_noise`` fills the detail bands of a growth with noise of
         that relative scale (seeded by ``seed`` and the signal's name).
+    scheduler : str or distributed.Client, keyword-only, optional
+        Run the per-signal jobs on the workers of this Dask scheduler
+        (``tcp://HOST:PORT``); needs ``out=`` on a file system the workers share.
+        The output is bit-identical to a run in this process.
 
     Returns
     -------
@@ -242,7 +247,7 @@ def resize_model(
                                                          dtype=None if dtype == "keep" else dtype))}
     info.update(card or {})
     result, report = pipeline.run(plan, writer=writer, progress=progress, measure=measure,
-                                  allow_nonfinite=allow_nonfinite, card=info)
+                                  allow_nonfinite=allow_nonfinite, card=info, scheduler=scheduler)
     params = result if out is None else OutputParams(Path(result))
     return ResizeResult(params, plan.config, report, None if out is None else Path(result),
                         plan.family, plan.sizes, plan.source_sizes)

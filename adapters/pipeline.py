@@ -498,26 +498,25 @@ def output_plan(plan: Plan, card: Mapping | None = None) -> OutputPlan:
 
 
 def run(plan: Plan, *, writer=None, progress=None, measure: bool = False,
-        allow_nonfinite: bool = False, card: Mapping | None = None):
+        allow_nonfinite: bool = False, card: Mapping | None = None, scheduler=None):
     """Execute ``plan``: ``(result, records)``.
 
     ``result`` is the dict of resized parameters (no ``writer``: in memory, in the
-    source's frameworks) or the output path the writer made appear.
+    source's frameworks) or the output path the writer made appear. ``scheduler``
+    (a ``dask.distributed`` address or Client) runs the jobs on a cluster
+    (:mod:`botcore.adapters.execute`).
     """
+    from .execute import run_cluster, run_local
+
     memory = writer is None
     writer = MemoryWriter(getattr(plan.reader, "likes", None)) if memory else writer
     writer.begin(output_plan(plan, card))
     try:
-        emitter = Emitter(plan.outputs, {t.name: t.dtype for t in plan.tensors}, writer)
-        records = []
-        specs = list(plan.layout.specs.values())
-        for done, spec in enumerate(specs, 1):
-            out, record = resize_one(plan, spec, allow_nonfinite=allow_nonfinite, measure=measure)
-            emitter.emit(spec, out)
-            records.append(record)
-            del out
-            if progress is not None:
-                progress(done, len(specs), spec.name)
+        options = dict(progress=progress, allow_nonfinite=allow_nonfinite, measure=measure)
+        if scheduler is None:
+            records = run_local(plan, writer, **options)
+        else:
+            records = run_cluster(plan, writer, scheduler, **options)
         result = writer.finish()
     except BaseException:
         writer.abort()

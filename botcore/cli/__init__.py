@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-memory", default=None, metavar="SIZE",
                    help="memory the resize may use (default: what is available); a resize that "
                         "needs more is refused before any work")
+    r.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the work on the Dask cluster at ADDRESS (tcp://HOST:PORT); source and "
+                        "output must be on a file system the workers share")
     r.add_argument("--allow-nonfinite", action="store_true",
                    help="keep NaN/Inf weights instead of refusing the checkpoint")
     r.add_argument("--quiet", action="store_true", help="print nothing (no progress bar, no summary)")
