@@ -27,7 +27,9 @@ into ``c_attn`` ``[hidden, 3*hidden]``. Tensors are NumPy arrays in the stored
 dtype (``ml_dtypes.bfloat16`` for bfloat16). A preset is read lazily: the
 backbone is rebuilt from ``config.json`` without allocating its variables
 (``keras.StatelessScope``), keras's own save traversal names the h5 dataset of
-every variable, and tensors (or row tiles) are read from the h5 file with h5py.
+every variable, and tensors (or row tiles) are read from the h5 file with h5py;
+such a reader is picklable (it travels as its folder and reopens), so worker
+processes can read too.
 A variable no mapping covers (LoRA, quantised kernels, a subclass's extras) is
 refused with the fix; so is a keras_hub task (pass ``task.backbone``) and a
 preset holding task-head weights (``task.weights.h5``).
@@ -562,7 +564,8 @@ class KerasReader:
             kc["tie_word_embeddings"] = bool(bb.tie_word_embeddings)
         self.model_type = BACKBONES[name]
         self.meta = {"keras": {"class_name": name, "config": kc}}
-        self.config = {**hf_config(self.model_type, kc), **dict(config or {})}
+        self._overrides = dict(config or {})
+        self.config = {**hf_config(self.model_type, kc), **self._overrides}
         self._entries = _entries(bb, self.model_type)
         self._datasets = self._locate(bb) if self.backbone is None else {}
         self._infos = {n: TensorInfo(n, e.hf_shape, self._dtype(e)) for n, e in self._entries.items()}
@@ -650,6 +653,16 @@ class KerasReader:
         for h in self._handles:
             h.close()
         self._handles = []
+
+    def __getstate__(self):
+        """A preset reader travels as its folder (for worker processes); it reopens on arrival."""
+        if self.path is None:
+            raise TypeError("a reader of an in-memory keras backbone cannot be sent to another "
+                            "process; save it with backbone.save_to_preset(dir) and pass the folder")
+        return {"path": self.path, "config": self._overrides}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], config=state["config"])
 
 
 def _check_object(source):
