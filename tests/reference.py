@@ -269,9 +269,20 @@ def _method(x, target, roles, *, method, gain, wavelet, residual, layered):
     return select(x, target, roles)
 
 
+def tied_head_factor(method: str, gain: str, n: int, m: int) -> float:
+    """The norm feeding a tied output head: a tied head is the embedding (``out``, keeps means)
+    where an untied one is ``(fixed, in)`` (keeps sums), so where the method keeps the function
+    (``gain="function"``; selection methods when growing) that norm is scaled by ``n / m``."""
+    keeps_function = (method == "bot" and gain == "function") or (method != "bot" and m > n)
+    return n / m if keeps_function and n != m else 1.0
+
+
 def resized_model(params, src_sizes: dict, dst_sizes: dict, *, method="bot", gain="function",
-                  wavelet="haar") -> dict:
-    """Expected native parameters of a resized checkpoint (float64), from the documentation."""
+                  wavelet="haar", tied_head_norm: str | None = None) -> dict:
+    """Expected native parameters of a resized checkpoint (float64), from the documentation.
+
+    ``tied_head_norm``: a regex of the norm parameters that feed a tied output head.
+    """
     virtual = _virtual(params)
     result = {}
     for template, members in _groups(virtual).items():
@@ -292,6 +303,8 @@ def resized_model(params, src_sizes: dict, dst_sizes: dict, *, method="bot", gai
             target = [dst_sizes["layers"], *target]
         y = _method(x, tuple(target), roles, method=method, gain=gain, wavelet=wavelet,
                     residual=residual, layered=layered)
+        if tied_head_norm and re.search(tied_head_norm, template):
+            y = y * tied_head_factor(method, gain, src_sizes["hidden"], dst_sizes["hidden"])
         native = _native_shape(dims, y.shape[1:] if layered else y.shape)
         if layered:
             for i in range(y.shape[0]):
