@@ -455,7 +455,10 @@ def test_demo_runs_to_completion(tmp_path):
     for label in ("shrunk", "grown"):
         r, r_random = float(rows[label][-2]), float(rows[label][-1])
         assert -1 <= r <= 1 and -1 <= r_random <= 1
-    assert sorted(os.listdir(tmp_path / "demo")) == ["large", "small"]
+    # the method asked for, and weight selection beside it (issue 16)
+    assert sorted(os.listdir(tmp_path / "demo")) == ["large", "large-weight_selection", "small",
+                                                     "small-weight_selection"]
+    assert any(line.startswith("shrunk (weight_selection)") for line in lines)
 
 
 def test_inspect_with_a_bad_target_prints_only_the_error(bert_dir, capsys):

