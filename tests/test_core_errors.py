@@ -214,3 +214,28 @@ def test_a_mismatched_backend_override_is_a_bot_error():
         botcore.reconstruct(botcore.decompose(X, 1), backend="torch")
     except Exception as exc:  # noqa: BLE001 - the point is which class
         assert isinstance(exc, errors.BotError), repr(exc)
+
+
+def test_decompose_defaults_and_edges():
+    import pywt
+
+    p = botcore.decompose(X)
+    assert p.level == 1 and p.wavelet == "haar" and p.mode == "periodization"
+    np.testing.assert_allclose(p.approx, pywt.dwtn(X, "haar", mode="periodization")["aa"])
+    q = botcore.decompose(X, 1, axes=())  # nothing to transform: level 0, a copy
+    assert q.level == 0 and np.array_equal(q.approx, X) and not np.shares_memory(q.approx, X)
+    assert _message(lambda: botcore.decompose(X, 1, axes=(2,))).endswith("expected an int in [-2, 1]")
+    assert _message(lambda: botcore.decompose(np.ones((2, 2), int), 1)).startswith(
+        "decompose needs floating-point weights, got dtype int64")
+    with pytest.raises(errors.BackendError, match="not a backend"):
+        botcore.decompose(X, 1, backend="mxnet")
+
+
+def test_a_mode_the_backend_lacks_is_named_with_the_alternatives():
+    torch = pytest.importorskip("torch")
+    msg = _message(lambda: botcore.decompose(torch.ones(4, 6), 1, wavelet="db2", mode="symmetric"),
+                   errors.ModeError)
+    assert msg.startswith("mode 'symmetric' is not supported by the torch backend; expected one of [")
+    from botcore.planning import MODES
+
+    assert "'periodization'" in msg and msg.endswith(f"(the numpy backend supports every mode in {MODES})")
