@@ -1,0 +1,1 @@
+"""ONNX graphs: analysis (dimension propagation) and rewriting (work in progress)."""
