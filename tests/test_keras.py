@@ -387,6 +387,7 @@ def _child_tensorflow(tmp: str, ids) -> None:
     os.mkdir(os.path.join(tmp, "families"))
     _report({"families": _round_trip(os.path.join(tmp, "families")),
              "resized": {name: _resize_family(name, tmp) for name in FAMILIES},
+             "rotated": _resize_rotated(tmp),
              "minilm": None if ids is None else _minilm(tmp, ids)})
 
 
@@ -439,6 +440,22 @@ def _resize_family(name: str, tmp: str) -> str:
         resize_model(_backbone(name, None), {"layers": 1, "ffn": 8}, out=out)
         loaded = keras_hub.models.Backbone.from_preset(out)
         return f"{type(loaded).__name__} layers={loaded.num_layers}"
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+
+
+def _resize_rotated(tmp: str) -> str:
+    """rotate= on a tied Llama3 backbone unties its head: the output keeps its class, untied."""
+    try:
+        import keras_hub
+        from botcore.adapters import resize_model
+
+        a = np.random.default_rng(0).standard_normal((8, 8))
+        out = os.path.join(tmp, "rotated")
+        resize_model(_backbone("Llama3Backbone", None), {"hidden": 4, "heads": 2, "kv_heads": 1},
+                     rotate=a @ a.T, out=out)
+        loaded = keras_hub.models.Backbone.from_preset(out)
+        return f"{type(loaded).__name__} tied={loaded.tie_word_embeddings} hidden={loaded.hidden_dim}"
     except Exception as err:
         return f"{type(err).__name__}: {err}"
 
@@ -543,6 +560,13 @@ def test_keras_resize_on_tensorflow_and_jax_agrees_with_pytorch(minilm, jax_run,
 @needs_keras
 def test_every_keras_family_resizes_and_loads(tf_run):
     assert tf_run["resized"] == {n: f"{n} layers=1" for n in FAMILIES}
+
+
+@needs_keras
+@pytest.mark.xfail(reason="adapters/pipeline.py _rotated does not carry reader.meta yet (REQUESTS.md)",
+                   strict=False)
+def test_a_rotated_keras_decoder_keeps_its_class_and_unties_its_head(tf_run):
+    assert tf_run["rotated"] == "Llama3Backbone tied=False hidden=4"
 
 
 @needs_keras

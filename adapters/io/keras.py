@@ -697,15 +697,15 @@ _TIES = {"gpt2": (("lm_head.weight", "wte.weight"),),
 
 def _target(plan: OutputPlan) -> tuple[str, dict]:
     """(class name, keras config) of the output: the keras source's config with new sizes."""
-    reader = plan.reader
-    keras_source = getattr(reader, "format", "") == "keras"
-    base = (getattr(reader, "meta", None) or {}).get("keras") if keras_source else None
+    base = (getattr(plan.reader, "meta", None) or {}).get("keras")  # a keras source (or its rotation)
     if base is None:
         name, kc = keras_config(dict(plan.config))
     else:
         name, kc = base["class_name"], dict(base["config"])
         _, sized = keras_config({**hf_config(BACKBONES[name], kc), **dict(plan.config)})
         kc.update({k: v for k, v in sized.items() if k in _SIZE_KEYS})
+        if "tie_word_embeddings" in kc and "tie_word_embeddings" in sized:  # rotate= unties a head
+            kc["tie_word_embeddings"] = sized["tie_word_embeddings"]
     _check_head_dim(name, kc, plan.config)
     floats = {t.dtype for t in plan.tensors}
     if len(floats) > 1:
@@ -893,7 +893,7 @@ class KerasWriter:
 
     def _extras(self, dest: Path) -> None:
         reader = self.plan.reader
-        if getattr(reader, "format", "") == "keras":
+        if hasattr(reader, "copy_assets"):  # a keras preset source
             reader.copy_assets(dest)
             return
         folder = getattr(reader, "path", None)
