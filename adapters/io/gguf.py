@@ -802,9 +802,9 @@ _FMT_TYPES = {"I": _U32, "f": 6}
 
 def _copied(reader, arch_name: str) -> dict:
     """Metadata a GGUF source passes on: lineage, tokenizer, its architecture's other keys."""
-    if getattr(reader, "format", None) != "gguf":
+    meta, types = getattr(reader, "meta", None) or {}, getattr(reader, "meta_types", None) or {}
+    if not types:  # not a GGUF source (nor one carried through, e.g. rotated in memory)
         return {}
-    meta, types = reader.meta, reader.meta_types
     same_arch = meta.get("general.architecture") == arch_name
     out = {}
     for key, value in meta.items():
