@@ -14,16 +14,19 @@
 # (default 1: the machine is shared); everything runs under nice, single-threaded.
 # --sample=N runs N mutants drawn with --seed (default 0) from the modules changed since
 # --changed-since (a git ref; default: every module of the tree) and prints a summary.
-# MUTATION_DIR overrides the staging folder (default build/mutation/TREE).
+# MUTATION_DIR overrides the staging folder (default build/mutation/TREE). --tests-only
+# refreshes only the staged tests (re-running survivors against new tests while the
+# sources in the working tree are being edited by someone else).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
-TREE=botcore JOBS=1 FRESH=0 RESULTS=0 NAMES=() SAMPLE=0 SEED=0 SINCE=""
+TREE=botcore JOBS=1 FRESH=0 RESULTS=0 NAMES=() SAMPLE=0 SEED=0 SINCE="" TESTS_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     botcore|backends|adapters) TREE=$arg ;;
     --fresh) FRESH=1 ;;
+    --tests-only) TESTS_ONLY=1 ;;
     --results) RESULTS=1 ;;
     --jobs=*) JOBS=${arg#--jobs=} ;;
     --sample=*) SAMPLE=${arg#--sample=} ;;
@@ -60,9 +63,11 @@ mkdir -p "$WORK"
 
 # stage: botcore/ with backends/ and adapters/ inside, the tests, the configuration
 sync() { mkdir -p "$2"; cp -a -u "$1"/. "$2"/; }
-sync "$ROOT/botcore" "$WORK/botcore"
-sync "$ROOT/backends" "$WORK/botcore/backends"
-sync "$ROOT/adapters" "$WORK/botcore/adapters"
+if [[ $TESTS_ONLY == 0 || ! -d $WORK/botcore ]]; then
+  sync "$ROOT/botcore" "$WORK/botcore"
+  sync "$ROOT/backends" "$WORK/botcore/backends"
+  sync "$ROOT/adapters" "$WORK/botcore/adapters"
+fi
 sync "$ROOT/tests" "$WORK/tests"
 cp -a -u "$ROOT/conftest.py" "$WORK/"
 find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
