@@ -90,7 +90,7 @@ def _raw(data: np.ndarray, qtype, rng):
 
 
 def write_tiny_gguf(path, model, *, types=None, arch="llama", extra_tensors=(), seed=0,
-                    tokenizer=True):
+                    tokenizer=True, extra_kv=()):
     """Write ``model`` as llama.cpp does: gguf's name map, Q/K permuted, metadata, tokenizer."""
     cfg, types, rng = model.config, dict(types or {}), np.random.default_rng(seed)
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
@@ -107,6 +107,8 @@ def write_tiny_gguf(path, model, *, types=None, arch="llama", extra_tensors=(), 
     w.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
     w.add_vocab_size(cfg.vocab_size)
     w.add_file_type(0)
+    for key, value in extra_kv:
+        w.add_uint32(key, value)
     if tokenizer:
         tokens, ttypes, merges = tiny_tokens()
         w.add_tokenizer_model("gpt2")
@@ -558,6 +560,23 @@ def test_resize_gguf_to_directory_and_to_gguf_give_the_same_logits(tiny, tmp_pat
     ids = tok("the cat in a hat").input_ids
     np.testing.assert_allclose(_logits(_load_gguf(g), ids), _logits(hf, ids), atol=1e-4, rtol=0)
     assert hf.config.num_hidden_layers == 1 and hf.config.hidden_size == 128
+
+
+def test_resize_that_changes_head_dim_rewrites_the_sized_metadata(tmp_path):
+    """A source stating key_length: the GGUF output states the new head_dim, and loads right."""
+    path = tmp_path / "src.gguf"
+    write_tiny_gguf(path, tiny_model(), extra_kv=[("llama.attention.key_length", 64),
+                                                  ("llama.attention.value_length", 64)])
+    target = {"layers": 2, "heads": 8, "kv_heads": 4}  # hidden kept: head_dim 64 -> 32
+    g = resize_model(path, target, out=tmp_path / "out.gguf").out
+    d = resize_model(path, target, out=tmp_path / "dir").out
+    meta = parse_header(g)[0]
+    assert (meta["llama.rope.dimension_count"], meta["llama.attention.head_count"]) == (32, 8)
+    assert "llama.attention.key_length" not in meta  # 8 x 32 == 256: llama.cpp's default again
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(d)).eval()
+    assert hf.config.head_dim == 32
+    ids = [70, 260, 200, 5, 99]
+    np.testing.assert_allclose(_logits(_load_gguf(g), ids), _logits(hf, ids), atol=1e-4, rtol=0)
 
 
 def test_resize_hugging_face_directory_to_gguf(tiny, tmp_path):

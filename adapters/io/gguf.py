@@ -796,6 +796,9 @@ def tokenizer_metadata(folder, config: dict) -> dict:
 _NOT_COPIED = ("general.name", "general.description", "general.size_label", "general.file_type",
                "general.quantization_version", "general.alignment", "general.architecture",
                "general.base_model.", "split.")
+#: Per-architecture keys that depend on the sizes: never copied, recomputed for the target.
+_SIZED = ("attention.key_length", "attention.value_length", "rope.dimension_count",
+          "attention.key_length_swa", "attention.value_length_swa", "rope.dimension_count_swa")
 _FILE_TYPES = {F32: 0, F16: 1, Q8_0: 7, BF16: 32}
 _FMT_TYPES = {"I": _U32, "f": 6}
 
@@ -807,8 +810,9 @@ def _copied(reader, arch_name: str) -> dict:
         return {}
     same_arch = meta.get("general.architecture") == arch_name
     out = {}
+    sized = tuple(f"{arch_name}.{k}" for k in _SIZED)
     for key, value in meta.items():
-        if key.startswith(_NOT_COPIED):
+        if key.startswith(_NOT_COPIED) or key in sized:
             continue
         if key.startswith(("general.", "tokenizer.")) or (same_arch and key.startswith(arch_name + ".")):
             out[key] = (value, *types[key])
@@ -821,7 +825,7 @@ def _rope_theta(config: dict):
     return config.get("rope_theta") or rope.get("rope_theta")
 
 
-def _size_keys(arch_name: str, config: dict, reader) -> dict:
+def _size_keys(arch_name: str, config: dict) -> dict:
     arch, kv = _arch(arch_name), {}
     for key, hf, fmt in _CONFIG_KEYS + arch.config_keys:
         if config.get(hf) is not None:
@@ -875,7 +879,7 @@ def gguf_metadata(plan: OutputPlan, arch_name: str, config: dict, *, file_type: 
     kv = {"general.type": ("model", _STR, None)}
     kv.update(_copied(plan.reader, arch_name))
     kv.update(_general(plan, file_type))
-    kv.update(_size_keys(arch_name, config, plan.reader))
+    kv.update(_size_keys(arch_name, config))
     if not any(k.startswith("tokenizer.ggml.") for k in kv):
         kv.update(tokenizer_metadata(getattr(plan.reader, "folder", None), config))
     return kv
