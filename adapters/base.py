@@ -257,6 +257,16 @@ class Adapter:
         and the signals of the norm that feeds it: a tied head takes the
         embedding's treatment, so a function-keeping width change scales that
         norm instead (:func:`botcore.adapters.pipeline.tied_head_factor`).
+    offsets : tuple of (signal_regex, float)
+        Signals the model uses as ``offset + stored`` (Gemma's RMSNorm computes
+        ``x * (1 + w)``). A resize that changes such a signal's shape resizes the
+        effective value ``offset + w`` and stores the result minus ``offset``, so
+        the gain the model applies is what gets resized (and scaled).
+    hidden_powers : tuple of (signal_regex, float)
+        Signals the model multiplies by ``hidden ** power`` taken from its config
+        (Gemma's embedding: ``sqrt(hidden)``). Where the resize keeps the function
+        the signal is multiplied by ``(src_hidden / dst_hidden) ** power``, so that
+        the product the model computes is kept (:meth:`function_scale`).
     """
 
     family = ""
@@ -268,6 +278,8 @@ class Adapter:
     fusions: tuple[Fusion, ...] = ()
     head_tie: str | None = None
     head_norms: tuple[str, ...] = ()
+    offsets: tuple[tuple[str, float], ...] = ()
+    hidden_powers: tuple[tuple[str, float], ...] = ()
     tie_default = True
     gqa = False
     free_head_dim = False
@@ -313,6 +325,38 @@ class Adapter:
         heads = ("ForCausalLM", "LMHeadModel", "ForMaskedLM", "ForPreTraining")
         named = any(str(a).endswith(heads) for a in cfg.get("architectures") or ())
         return named and bool(cfg.get("tie_word_embeddings", self.tie_default))
+
+    def offset_of(self, signal: str) -> float:
+        """The offset the model adds to ``signal`` before using it (0 for most)."""
+        return next((float(v) for p, v in self.offsets if re.fullmatch(p, signal)), 0.0)
+
+    def hidden_power_of(self, signal: str) -> float:
+        """The power of ``hidden`` the model multiplies ``signal`` by (0 for most)."""
+        return next((float(v) for p, v in self.hidden_powers if re.fullmatch(p, signal)), 0.0)
+
+    def function_scale(self, signal: str, ratio: float, *, head_tied: bool) -> float:
+        """Multiplier for resized ``signal`` that keeps what the model computes.
+
+        ``ratio`` is ``src_hidden / dst_hidden`` where the method keeps the function
+        and 1 elsewhere (:func:`botcore.adapters.pipeline.tied_head_factor`). A signal
+        the model multiplies by ``hidden ** p`` gets ``ratio ** p``; the norm feeding a
+        tied head gets ``ratio`` divided by what the tied embedding got.
+
+        >>> class Scaled(Adapter):
+        ...     hidden_powers = ((r"embed\\.word", 0.5),)
+        ...     head_norms = ("norm_final.weight",)
+        >>> a = Scaled()
+        >>> a.function_scale("embed.word", 0.25, head_tied=True)
+        0.5
+        >>> a.function_scale("norm_final.weight", 0.25, head_tied=True)
+        0.5
+        >>> a.function_scale("norm_final.weight", 0.25, head_tied=False)
+        1.0
+        """
+        f = ratio ** self.hidden_power_of(signal)
+        if head_tied and signal in self.head_norms:
+            f *= ratio ** (1.0 - self.hidden_power_of("embed.word"))
+        return f
 
     def drop_reason(self, name: str) -> str | None:
         return next((why for p, why in self.drops if re.fullmatch(p, name)), None)

@@ -13,6 +13,8 @@ Examples
 'llama'
 >>> detect_family({"transformer.h.0.attn.c_attn.weight": None}, {})
 'gpt2'
+>>> detect_family({}, {"model_type": "gemma3_text"}), detect_family({"model.layers.0.self_attn.q_norm.weight": 0}, {})
+('gemma3', 'qwen3')
 """
 
 from __future__ import annotations
@@ -24,10 +26,17 @@ from botcore.errors import UnsupportedModelError
 
 __all__ = ["FAMILIES", "detect_family", "get_adapter"]
 
-#: family name -> (module, class) of its adapter, in detection order.
+#: family name -> (module, class) of its adapter, in detection order (by names: the
+#: decoders with extra parameters before Llama, whose names they share).
 FAMILIES = {
     "bert": ("families.bert", "BertAdapter"),
     "gpt2": ("families.gpt2", "GPT2Adapter"),
+    "phi3": ("families.phi3", "Phi3Adapter"),
+    "gemma3": ("families.gemma", "Gemma3Adapter"),
+    "gemma2": ("families.gemma", "Gemma2Adapter"),
+    "gemma": ("families.gemma", "GemmaAdapter"),
+    "qwen3": ("families.qwen3", "Qwen3Adapter"),
+    "olmo2": ("families.olmo2", "Olmo2Adapter"),
     "llama": ("families.llama", "LlamaAdapter"),
     "vit": ("families.vit", "ViTAdapter"),
     "deit": ("families.vit", "DeiTAdapter"),

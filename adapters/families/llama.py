@@ -26,7 +26,7 @@ from __future__ import annotations
 from botcore.errors import UnsupportedModelError
 
 from ..base import Adapter, Rule
-from ..methods import layer_indices
+from .windows import window_config
 
 __all__ = ["LlamaAdapter"]
 
@@ -100,9 +100,7 @@ class LlamaAdapter(Adapter):
         )
         if config.get("head_dim") is not None or sizes["head_dim"] * sizes["heads"] != sizes["hidden"]:
             out["head_dim"] = sizes["head_dim"]
-        types = config.get("layer_types")
-        if isinstance(types, list) and types:
-            out["layer_types"] = [types[i] for i in layer_indices(len(types), sizes["layers"])]
+        out.update(window_config(config, sizes["layers"]))  # layer_types, max_window_layers
         return out
 
     @classmethod
