@@ -138,17 +138,35 @@ def _weight_files(folder: Path) -> tuple[str, list[Path]]:
         "point at a Hugging Face model directory (save one with model.save_pretrained(dir))")
 
 
+def _torch_load(path: Path, *, mmap: bool):
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": not the user's concern
+        warnings.simplefilter("ignore")
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+
+
 def _load_bin(path: Path) -> dict:
     import torch
 
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc):
+        try:
+            state = _torch_load(path, mmap=True)
+        except RuntimeError as exc:  # a legacy (non-zip) file cannot be memory-mapped
+            if "mmap" not in str(exc):
+                raise
+            state = _torch_load(path, mmap=False)
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
             raise _pickle_refused(path) from None
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - torch raises UnpicklingError and others for unsafe pickles
-        raise _pickle_refused(path) from None
+        raise UnsupportedModelError(
+            f"{path} is not a readable PyTorch checkpoint ({exc.__class__.__name__}: truncated or "
+            "damaged); expected a file written by torch.save / save_pretrained (re-copy or "
+            "re-save it)") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UnsupportedModelError(f"{path} does not hold a plain state dict of tensors; "
                                     "re-save it with model.save_pretrained(dir)")
@@ -157,9 +175,10 @@ def _load_bin(path: Path) -> dict:
 
 def _pickle_refused(path: Path) -> UnsupportedModelError:
     return UnsupportedModelError(
-        f"{path} is a pickle that needs more than plain tensors to load; pickles are never executed "
-        "here (torch.load(weights_only=True) refused it); convert it to safetensors in a "
-        "trusted environment: model.save_pretrained(dir, safe_serialization=True)")
+        f"{path} is a pickle that torch.load(weights_only=True) refused (it needs more than plain "
+        "tensors to load, or it is damaged); pickles are never executed here: convert it to "
+        "safetensors where you trust the file (model.save_pretrained(dir, "
+        "safe_serialization=True)), or re-copy it")
 
 
 def _tensor_to_numpy(t) -> np.ndarray:

@@ -11,15 +11,22 @@ Contract: a :class:`Stage` for an output path ``out`` (a file or a directory)
 * stages into a hidden folder ``.<name>.botcore-<pid>-<random>`` beside
   ``out``; staging folders whose process is gone (a run that was killed) are
   removed when the next run for the same ``out`` starts, and listed in
-  :attr:`Stage.cleaned`; folders of live processes are never touched;
+  :attr:`Stage.cleaned` and :data:`botcore._files.JOURNAL` (the command line says so); folders
+  of live processes are never touched (a live process with a recycled pid that
+  started after the folder was made is not its owner);
+* checks again, once it holds the lock and just before the move, that ``out``
+  did not appear meanwhile (unless ``overwrite=True``);
 * :meth:`Stage.commit` moves everything written into the staging folder into
   place (an ``.onnx`` file and its external data travel together), replacing an
   old output only once the new one is complete; :meth:`Stage.abort` (also on
   any exception inside ``with``) removes the staging folder and leaves ``out``
-  as it was. Nothing is left behind either way.
+  as it was. Nothing is left behind either way. The moves into place run with
+  SIGINT/SIGTERM held back, so an interrupt cannot strand an old output in the
+  staging folder; an interrupt that arrives meanwhile is raised right after, and
+  :data:`botcore._files.JOURNAL` records that the output was committed.
 
-File-system failures while writing (no space, permission, read-only file
-system) become one :class:`~botcore.errors.OutputError` that names the user's
+File-system failures while writing (no space or inodes, a file-size limit,
+permission, read-only file system) become one :class:`~botcore.errors.OutputError` that names the user's
 path and the fix (:func:`output_error`).
 
 Examples
@@ -49,12 +56,15 @@ import os
 import re
 import secrets
 import shutil
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
-from botcore._files import default_permissions
+from botcore._files import JOURNAL, Journal, check_parent, default_permissions
 from botcore.errors import OutputError, OutputExistsError
 
-__all__ = ["STAGE_TAG", "Stage", "output_error", "stage_prefix"]
+__all__ = ["JOURNAL", "STAGE_TAG", "Journal", "Stage", "check_parent", "output_error", "stage_prefix"]
 
 #: What every staging folder's name carries after ``.<output name>``.
 STAGE_TAG = ".botcore-"
@@ -70,14 +80,28 @@ def stage_prefix(out) -> str:
     return f".{Path(os.path.abspath(out)).name}{STAGE_TAG}"
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), where ``/proc`` tells."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _alive(pid: int, made: float | None = None) -> bool:
+    """Whether process ``pid`` is running and may own a folder last changed at ``made``."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    started = _start_time(pid) if made is not None else None
+    return started is None or started <= made + 2.0  # a recycled pid started after the folder
 
 
 def _human(n: float) -> str:
@@ -88,21 +112,48 @@ def _human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+_FIXES = {
+    errno.ENOSPC: "no space (or no free inodes) left on the device; free space there or choose an "
+                  "output on another disk",
+    errno.EDQUOT: "the disk quota is exceeded; free space or choose another location",
+    errno.EFBIG: "a file would exceed the largest file allowed (the shell's 'ulimit -f' or the file "
+                 "system's limit); raise the limit or choose an output on another disk",
+    errno.EACCES: "permission denied; choose a folder you can write to",
+    errno.EPERM: "operation not permitted; choose a folder you can write to",
+    errno.EROFS: "the file system is read-only; choose an output on a writable disk",
+    errno.ENAMETOOLONG: "the file name is too long; choose a shorter output path",
+    errno.EMFILE: "too many files are open; raise 'ulimit -n' or close other programs",
+}
+
+
 def output_error(exc: OSError, out) -> OutputError:
-    """One clear :class:`OutputError` for a file-system failure while writing ``out``."""
+    """One clear :class:`OutputError` for a file-system failure while writing ``out``.
+
+    >>> import errno
+    >>> str(output_error(OSError(errno.ENOSPC, "No space left on device", "/x/.y.botcore-1-a/y"),
+    ...                  "/data/small"))  # doctest: +ELLIPSIS
+    "cannot write the output '/data/small': no space ...; nothing was written there"
+    """
     out = os.path.abspath(out)
-    fixes = {
-        errno.ENOSPC: "no space left on the device; free space there or choose an output on "
-                      "another disk",
-        errno.EDQUOT: "the disk quota is exceeded; free space or choose another location",
-        errno.EACCES: "permission denied; choose a folder you can write to",
-        errno.EPERM: "operation not permitted; choose a folder you can write to",
-        errno.EROFS: "the file system is read-only; choose an output on a writable disk",
-    }
-    why = fixes.get(exc.errno, f"{exc.strerror or exc.__class__.__name__}")
+    why = _FIXES.get(exc.errno) or (f"{exc.strerror or exc.__class__.__name__}; check the disk "
+                                    "or choose another output path")
     err = OutputError(f"cannot write the output {out!r}: {why}; nothing was written there")
     err.errno = exc.errno
     return err
+
+
+@contextmanager
+def _signals_held():
+    """Hold SIGINT/SIGTERM back (main thread: delivered when the block ends)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class Stage:
@@ -128,6 +179,7 @@ class Stage:
         self._check(need_bytes)
         self._lock()
         try:
+            self._check_absent()  # another run may have finished it while we waited
             self._clean_stale()
             self.path = self._make()
         except BaseException:
@@ -136,24 +188,20 @@ class Stage:
 
     # -- checks --------------------------------------------------------------------
     def _check(self, need_bytes: int) -> None:
-        if not self.parent.is_dir():
-            raise OutputError(
-                f"the folder {str(self.parent)!r} that should hold the output does not exist; "
-                "create it first or choose another output path")
-        if os.path.lexists(self.out) and not self.overwrite:
-            raise OutputExistsError(
-                f"output {str(self.out)!r} already exists; expected a new path (pass "
-                "overwrite=True / --overwrite to replace it, or choose another path)")
-        if not os.access(self.parent, os.W_OK | os.X_OK):
-            raise OutputError(
-                f"cannot write into {str(self.parent)!r} (permission denied or read-only); "
-                "choose an output folder you can write to")
+        check_parent(self.out)
+        self._check_absent()
         free = shutil.disk_usage(self.parent).free
         if need_bytes and need_bytes + _MARGIN > free:
             raise OutputError(
                 f"the output {str(self.out)!r} needs about {_human(need_bytes)} but only "
                 f"{_human(free)} are free there; free space, choose a smaller target or "
                 "another disk")
+
+    def _check_absent(self) -> None:
+        if os.path.lexists(self.out) and not self.overwrite:
+            raise OutputExistsError(
+                f"output {str(self.out)!r} already exists; expected a new path (pass "
+                "overwrite=True / --overwrite to replace it, or choose another path)")
 
     # -- lock ----------------------------------------------------------------------
     def _lock_path(self) -> Path:
@@ -198,11 +246,19 @@ class Stage:
     # -- staging -------------------------------------------------------------------
     def _clean_stale(self) -> None:
         pattern = re.compile(re.escape(stage_prefix(self.out)) + r"(\d+)-[0-9a-f]+")
-        for entry in os.listdir(self.parent):
+        for entry in sorted(os.listdir(self.parent)):
             m = pattern.fullmatch(entry)
-            if m is not None and not _alive(int(m.group(1))):
+            if m is None:
+                continue
+            try:
+                made = os.lstat(self.parent / entry).st_mtime
+            except FileNotFoundError:
+                continue
+            if not _alive(int(m.group(1)), made):
                 shutil.rmtree(self.parent / entry, ignore_errors=True)
-                self.cleaned.append(entry)
+                if not os.path.lexists(self.parent / entry):
+                    self.cleaned.append(entry)
+                    JOURNAL.cleaned.append(str(self.parent / entry))
 
     def _make(self) -> Path:
         path = self.parent / f"{stage_prefix(self.out)}{os.getpid()}-{secrets.token_hex(4)}"
@@ -222,12 +278,23 @@ class Stage:
         produced = sorted(p for p in os.listdir(self.path) if p != ".replaced")
         if self.out.name not in produced:
             raise OutputError(f"internal: nothing was staged for {str(self.out)!r}")
+        try:
+            for name in produced:
+                default_permissions(self.path / name)
+        except OSError as exc:
+            raise output_error(exc, self.out) from None
+        with _signals_held():
+            self._check_absent()  # something else created it while we worked
+            self._move(produced)
+            JOURNAL.committed.append(str(self.out))
+            self._finish()
+        return self.out
+
+    def _move(self, produced: list) -> None:
         old = self.path / ".replaced"
         moved: list[str] = []
         try:
             old.mkdir(exist_ok=True)
-            for name in produced:
-                default_permissions(self.path / name)
             for name in produced:  # the output's name last: siblings (data files) first
                 final = self.parent / name
                 if os.path.lexists(final):
@@ -240,8 +307,6 @@ class Stage:
                 if not os.path.lexists(self.parent / name):
                     os.rename(old / name, self.parent / name)
             raise output_error(exc, self.out) from None
-        self._finish()
-        return self.out
 
     def abort(self) -> None:
         """Remove the staging folder; ``out`` stays as it was."""

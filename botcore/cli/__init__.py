@@ -4,9 +4,12 @@ Contract: :func:`main` parses ``argv``, runs one subcommand and returns the
 exit status (0 on success). Every failure the user can fix prints exactly one
 line to stderr (what was wrong, what was expected, the fix) and returns a
 non-zero status: 1 for errors while running, 2 for a command line argparse
-rejects. ``--debug`` (before or after the subcommand) adds the traceback. No
-output path is created unless the command succeeds: results are written to a
-temporary sibling and renamed into place. Module top imports the standard
+rejects, 130 for an interrupt (Ctrl-C), which says whether the output was
+already complete. ``--debug`` (before or after the subcommand) adds the
+traceback. No output path is created unless the command succeeds: results are
+staged in a hidden sibling folder and renamed into place; a staging folder left
+by a killed run is removed by the next run for the same output, which says so
+(one ``note:`` line on stderr per folder). Module top imports the standard
 library only; the work lives in :mod:`botcore.cli.load`, :mod:`botcore.cli.inspect`,
 :mod:`botcore.cli.inspection`, :mod:`botcore.cli.resize` and :mod:`botcore.cli.demo`.
 
@@ -193,7 +196,10 @@ def _one_line(exc: BaseException) -> str:
 
 def _run(args) -> int:
     if args.command == "resize":
+        from .._files import check_parent
         from .resize import run_resize
+
+        check_parent(args.dst)  # before any work: the folder exists and takes files
 
         return run_resize(args)
     if args.command == "inspect":
@@ -203,6 +209,26 @@ def _run(args) -> int:
     from .demo import run_demo
 
     return run_demo(args)
+
+
+def _outputs(args) -> list:
+    """The paths this command writes (absolute), to tell whether they were committed."""
+    paths = [getattr(args, "dst", None), getattr(args, "plot", None)]
+    return [os.path.abspath(p) for p in paths if p]
+
+
+def _notes(prog: str, cleaned: list) -> None:
+    for path in cleaned:
+        print(f"{prog}: note: removed {path!r}, a staging folder left by an earlier run that was "
+              "killed (its process is gone)", file=sys.stderr)
+
+
+def _interrupted(prog: str, args, committed: list) -> str:
+    done = [p for p in _outputs(args) if p in committed]
+    if done:
+        return (f"{prog}: interrupted after the output was complete: {', '.join(map(repr, done))} "
+                "is written in full and stays")
+    return f"{prog}: interrupted; nothing was written (the output stays as it was)"
 
 
 def main(argv=None) -> int:
@@ -215,28 +241,38 @@ def main(argv=None) -> int:
         return 2
     debug = getattr(args, "debug", False) or os.environ.get("BOTCORE_DEBUG") == "1"
     prog = f"botcore {args.command}"
+    from .._files import JOURNAL
+
+    committed, cleaned = len(JOURNAL.committed), len(JOURNAL.cleaned)
+    status, message = _guarded(args, prog, debug, JOURNAL, committed)
+    if not getattr(args, "quiet", False):
+        _notes(prog, JOURNAL.cleaned[cleaned:])
+    if message:
+        print(message, file=sys.stderr)
+    return status
+
+
+def _guarded(args, prog: str, debug: bool, journal, committed: int) -> tuple[int, str]:
+    """Run the command: ``(status, the one line to print on stderr, or "")``."""
     from ..errors import BotError
 
     try:
-        return _run(args)
+        return _run(args), ""
     except BrokenPipeError:  # e.g. `botcore inspect ... | head`: the reader left; stay quiet
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return 1, ""
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return 130, _interrupted(prog, args, journal.committed[committed:])
     except (BotError, OSError, ImportError) as exc:
         if debug:
             traceback.print_exc()
         hint = ""
         if isinstance(exc, ImportError):
             hint = "; install it (e.g. pip install 'bot-scaling[hf,onnx,plot]')"
-        print(f"{prog}: error: {_one_line(exc)}{hint}", file=sys.stderr)
-        return 1
+        return 1, f"{prog}: error: {_one_line(exc)}{hint}"
     except Exception as exc:  # noqa: BLE001 - a bug, or a library failing in a way we do not know yet
         if debug:
             traceback.print_exc()
-        print(f"{prog}: error: {exc.__class__.__name__}: {_one_line(exc)} "
-              "(unexpected; rerun with --debug for the traceback and report it)", file=sys.stderr)
-        return 1
+        return 1, (f"{prog}: error: {exc.__class__.__name__}: {_one_line(exc)} "
+                   "(unexpected; rerun with --debug for the traceback and report it)")

@@ -2,7 +2,12 @@
 
 Contract: :func:`run_inspect` reads the checkpoint through the same reader the
 resize uses (one tensor at a time), prints :func:`botcore.cli.inspection.spectrum_table`
-and, with ``--plot``, draws the figure (the path is checked before any work).
+and, with ``--plot``, draws the figure. The figure's path is checked before any
+work (extension, folder, writable, matplotlib importable) and the file is staged
+and moved into place like every output
+(:class:`~botcore.adapters.io.staging.Stage`: locked, atomic, umask permissions).
+Modules that are all zero or hold NaN/Inf values are left out of the table and
+named below it.
 With target sizes it plans the resize first (shapes only: an impossible target
 fails before anything is printed) and adds the share of energy each module
 would keep. An explicit ``--family`` that does not fit the checkpoint is an
@@ -23,7 +28,7 @@ import os
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import OutputError, ShapeError
 from .load import _onnx_reader, detect_format, load_checkpoint, open_source, weight_modules
 
 __all__ = ["model_label", "planned_shapes", "run_inspect", "source_sizes"]
@@ -115,16 +120,39 @@ def _open(args):
 
 def run_inspect(args) -> int:
     """``botcore inspect``: print the spectrum table; draw the figure with ``--plot``."""
+    detect_format(args.src)
+    if not args.plot:
+        return _inspect(args, None)
+    _check_plot_path(args.plot)
+    import matplotlib  # noqa: F401 - a missing plot dependency fails before any work
+
+    from ..adapters.io.staging import Stage
+
+    with Stage(args.plot, overwrite=True) as stage:
+        return _inspect(args, stage)
+
+
+def _left_out(modules: dict) -> tuple[dict, list, list]:
+    """Split off modules the spectra cannot describe: all zero, or holding NaN/Inf."""
+    zero, bad = [], []
+    for name, s in modules.items():
+        data = np.asarray(s.data)
+        finite = int(np.count_nonzero(np.isfinite(data)))
+        if finite != data.size:
+            bad.append(f"{name} ({data.size - finite} of {data.size} values)")
+        elif not np.any(data):
+            zero.append(name)
+    gone = set(zero) | {b.split(" (", 1)[0] for b in bad}
+    return {n: s for n, s in modules.items() if n not in gone}, zero, bad
+
+
+def _inspect(args, stage) -> int:
     from . import target_from_args
     from .inspection import energy_kept, plot_spectra, spectrum
 
-    detect_format(args.src)
-    if args.plot:
-        _check_plot_path(args.plot)
     source = _open(args)
     modules, how = weight_modules(source, family=args.family, everything=args.everything)
-    zero = [name for name, s in modules.items() if not np.any(np.asarray(s.data))]
-    modules = {name: s for name, s in modules.items() if name not in zero}
+    modules, zero, bad = _left_out(modules)
     target = target_from_args(args)
     kept = None
     if target:  # plan first: a target that cannot work fails before anything is printed
@@ -133,18 +161,19 @@ def run_inspect(args) -> int:
                 for name, sig in modules.items() if name in shapes}
     spectra = [spectrum(s, max_level=args.levels, wavelet=args.wavelet, name=name)
                for name, s in modules.items()]
-    _print(args, how, modules, spectra, kept, target, zero)
-    if args.plot:
+    _print(args, how, modules, spectra, kept, target, zero, bad)
+    if stage is not None:
         from .inspection_plot import verdict
 
         title = f"{model_label(args.src)}: {len(spectra)} weight modules ({args.wavelet})"
-        plot_spectra(spectra, args.plot, kept=kept, title=title)
+        plot_spectra(spectra, str(stage.target), kept=kept, title=title)
+        stage.commit()
         print(f"figure: {args.plot}")
         print(verdict([s for s in spectra if s.details]))
     return 0
 
 
-def _print(args, how, modules, spectra, kept, target, zero) -> None:
+def _print(args, how, modules, spectra, kept, target, zero, bad) -> None:
     from .inspection import spectrum_table
 
     fmt = detect_format(args.src)
@@ -155,6 +184,9 @@ def _print(args, how, modules, spectra, kept, target, zero) -> None:
     print(spectrum_table(spectra, kept=kept))
     if zero:
         print(f"all zero, left out: {', '.join(zero)}")
+    if bad:
+        print(f"NaN or infinite values, left out: {', '.join(bad)} (a resize refuses them "
+              "unless --allow-nonfinite)")
     print("approx, D1..: share of energy per band (D1 = finest detail); X/2: share one halving of axis X "
           "keeps (white noise keeps 50% per axis; all/2: every axis at once)")
 
@@ -175,11 +207,13 @@ def model_label(path) -> str:
 
 
 def _check_plot_path(path) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ShapeError(f"the folder {folder!r} for --plot does not exist; create it or choose another path")
+    """Refuse a ``--plot`` path that cannot take the figure, before any work."""
+    from .._files import check_parent
+
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".png", ".svg", ".pdf"):
         raise ShapeError(f"--plot {path!r} has extension {ext or '(none)'!r}; expected .png, .svg or .pdf")
-
-
+    check_parent(path)
+    if os.path.isdir(path):
+        raise OutputError(f"--plot {os.path.abspath(path)!r} is a directory; expected the path of "
+                          "a figure file (e.g. spectrum.png)")
