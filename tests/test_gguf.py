@@ -44,6 +44,7 @@ TINY = dict(vocab_size=262, hidden_size=256, intermediate_size=512, num_hidden_l
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
             rms_norm_eps=1e-5, rope_theta=10000.0, bos_token_id=261, eos_token_id=261)
 SMOL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY_TARGET = {"layers": 1, "hidden": 128, "heads": 2, "kv_heads": 1}
 PROMPT = "The capital of France is"
 
 
@@ -507,6 +508,24 @@ def test_every_architecture_written_loads_in_transformers_and_reads_back(tiny, t
     np.testing.assert_allclose(_logits(_load_gguf(out), ids), _logits(model, ids), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("kind", sorted(ARCH_MODELS))
+def test_every_family_resized_from_gguf_gives_the_same_logits_as_gguf_and_as_a_directory(
+        tiny, tmp_path, kind):
+    model = _hf_model(kind, seed=2)
+    src = tmp_path / "src"
+    model.save_pretrained(src)
+    open_reader(tiny[2]).copy_extras(src)
+    reader = open_reader(src)
+    plan = OutputPlan(list(reader.tensors().values()), dict(reader.config), reader, family=kind)
+    source = _write_all(open_writer(tmp_path / "src.gguf"), plan, reader)
+    g = resize_model(source, TINY_TARGET, out=tmp_path / "small.gguf").out
+    d = resize_model(source, TINY_TARGET, out=tmp_path / "small").out
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(d)).eval()
+    assert (hf.config.num_hidden_layers, hf.config.hidden_size) == (1, 128)
+    ids = [70, 260, 200, 5, 99]
+    np.testing.assert_allclose(_logits(_load_gguf(g), ids), _logits(hf, ids), atol=1e-4, rtol=0)
+
+
 # -- tokenizers ------------------------------------------------------------------------------------
 def test_copy_extras_writes_a_tokenizer_that_encodes_like_the_gguf_one(tiny, tmp_path):
     _, folder, path = tiny
@@ -548,9 +567,6 @@ def test_wordpiece_and_missing_tokenizers_are_refused(tmp_path):
 
 
 # -- resizes through the pipeline --------------------------------------------------------------------
-TINY_TARGET = {"layers": 1, "hidden": 128, "heads": 2, "kv_heads": 1}
-
-
 def test_resize_gguf_to_directory_and_to_gguf_give_the_same_logits(tiny, tmp_path):
     _, _, path = tiny
     d = resize_model(path, TINY_TARGET, out=tmp_path / "dir").out
