@@ -153,6 +153,8 @@ def resize_model(
     detail_noise: float | None = None,
     seed: int = 0,
     scheduler=None,
+    chunk_bytes="1GiB",
+    quantize: str | None = None,
 ) -> ResizeResult:
     """Resize a checkpoint to ``target`` sizes.
 
@@ -212,6 +214,13 @@ def resize_model(
         Run the per-signal jobs on the workers of this Dask scheduler
         (``tcp://HOST:PORT``); needs ``out=`` on a file system the workers share.
         The output is bit-identical to a run in this process.
+    chunk_bytes : str or int, keyword-only
+        Signals whose float32 stack is larger than this (default ``"1GiB"``) are
+        read, resized and written block by block through Dask, with ``out=``:
+        memory then stays a few blocks whatever the model size. ``None`` keeps
+        every signal in memory. Bit-identical either way.
+    quantize : {None, "q8_0"}, keyword-only
+        GGUF output only: store the 2-D tensors as Q8_0 (``botcore.adapters.io.gguf``).
 
     Returns
     -------
@@ -236,21 +245,36 @@ def resize_model(
                          config=config, family=family, rotate=rotate, dtype=dtype,
                          check=lambda need: preflight(need, out=out, max_memory=max_memory),
                          options=dict(depth_growth=depth_growth, detail_noise=detail_noise,
-                                      seed=seed if (depth_growth or detail_noise) else None))
+                                      seed=seed if (depth_growth or detail_noise) else None),
+                         chunk_bytes=_chunk(chunk_bytes) if out is not None else None)
     writer = None
     if out is not None:
         fmt = output_format(out, source_format(source))
         options = {"max_shard_size": max_shard_size} if fmt == "hf" else {}
+        if quantize is not None:
+            if fmt != "gguf":
+                raise OptionError(f"quantize={quantize!r} applies to GGUF outputs only, but out="
+                                  f"{str(out)!r} is written as {fmt}; name a .gguf file or leave it out")
+            options["quantize"] = quantize
         writer = open_writer(out, source_fmt=source_format(source), fmt=fmt, overwrite=overwrite,
                              **options)
     info = {"command": _call_text(source, target, dict(method=method, wavelet=wavelet, gain=gain,
                                                          dtype=None if dtype == "keep" else dtype))}
     info.update(card or {})
     result, report = pipeline.run(plan, writer=writer, progress=progress, measure=measure,
-                                  allow_nonfinite=allow_nonfinite, card=info, scheduler=scheduler)
+                                  allow_nonfinite=allow_nonfinite, card=info, scheduler=scheduler,
+                                  chunk_bytes=_chunk(chunk_bytes))
     params = result if out is None else OutputParams(Path(result))
     return ResizeResult(params, plan.config, report, None if out is None else Path(result),
                         plan.family, plan.sizes, plan.source_sizes)
+
+
+def _chunk(chunk_bytes) -> int | None:
+    if chunk_bytes is None:
+        return None
+    from .io.hf import parse_size
+
+    return parse_size(chunk_bytes)
 
 
 def _legacy_onnx() -> bool:

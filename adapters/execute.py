@@ -24,6 +24,8 @@ Examples
 
 from __future__ import annotations
 
+import math
+
 from botcore.errors import OptionError
 
 __all__ = ["jobs", "run_cluster", "run_job", "run_local"]
@@ -54,10 +56,77 @@ def jobs(plan) -> list[tuple]:
     return [tuple(v) for _, v in sorted(out.items(), key=lambda kv: specs.index(kv[1][0]))]
 
 
-def run_job(plan, job, sink, *, allow_nonfinite: bool = False, measure: bool = False) -> list:
+def _stack_bytes(spec) -> int:
+    return 4 * math.prod(spec.shape)
+
+
+def is_tiled(plan, job, chunk_bytes) -> bool:
+    """A job goes through the tiled path when a signal exceeds ``chunk_bytes`` and all can."""
+    from .tiles import tileable
+
+    return chunk_bytes is not None and any(_stack_bytes(s) > chunk_bytes for s in job) and \
+        all(tileable(plan, s) for s in job)
+
+
+def _threads(*tasks):
+    import dask
+
+    return dask.compute(*tasks, scheduler="threads")
+
+
+def run_tiled(plan, spec, sink, *, compute=_threads, allow_nonfinite=False, measure=False,
+              block_bytes=2**27):
+    """One signal through Dask, block by block (:mod:`botcore.adapters.tiles`); its record."""
+    import numpy as np
+
+    from .methods import resize_signal
+    from .pipeline import Record, head_factor
+    from .tiles import source_array, store_tasks
+
+    shape = tuple(plan.shapes[spec.name])
+    x = source_array(plan, spec, block_bytes=block_bytes, allow_nonfinite=allow_nonfinite)
+    y, treatment = resize_signal(x, spec.roles, shape, method=plan.method, wavelet=plan.wavelet,
+                                 mode=plan.mode, gain=plan.gain, residual=spec.rule.residual,
+                                 name=spec.name, **plan.options)
+    tasks = store_tasks(plan, spec, y, sink, block_bytes=block_bytes, factor=head_factor(plan, spec))
+    energy = measure and plan.method == "bot" and plan.gain != "std"
+    extra = [(x.astype(np.float64) ** 2).sum()] if energy else []
+    results = compute(*tasks, *extra)
+    kept = None
+    if energy:
+        kept = _kept(plan, spec, shape, sum(results[:len(tasks)]), float(results[-1]))
+    return Record(spec.name, spec.members, spec.roles, spec.shape, shape,
+                  treatment + f" (tiled: {len(tasks)} output blocks)", kept)
+
+
+def _kept(plan, spec, shape, out_energy: float, in_energy: float) -> float:
+    import botcore
+    from botcore.resize import gain_factor
+
+    if in_energy == 0:
+        return 1.0
+    p = botcore.plan(spec.shape, shape, wavelet=plan.wavelet, mode=plan.mode)
+    scale = gain_factor(p, spec.roles, "paper") / gain_factor(p, spec.roles, plan.gain)
+    return out_energy * scale * scale / in_energy
+
+
+def block_bytes(chunk_bytes: int) -> int:
+    """The size of one Dask block for a tiling threshold of ``chunk_bytes``.
+
+    >>> block_bytes(2**30) // 2**20, block_bytes(2048)
+    (128, 4096)
+    """
+    return max(4096, min(2**27, chunk_bytes // 8))
+
+
+def run_job(plan, job, sink, *, allow_nonfinite: bool = False, measure: bool = False,
+            chunk_bytes=None, compute=_threads) -> list:
     """Read, resize and write the signals of one job through ``sink``; their records."""
     from .pipeline import Emitter, resize_one
 
+    if is_tiled(plan, job, chunk_bytes):
+        return [run_tiled(plan, spec, sink, compute=compute, allow_nonfinite=allow_nonfinite,
+                          measure=measure, block_bytes=block_bytes(chunk_bytes)) for spec in job]
     emitter = Emitter(plan.outputs, {t.name: t.dtype for t in plan.tensors}, sink)
     records = []
     for spec in job:
@@ -70,14 +139,27 @@ def run_job(plan, job, sink, *, allow_nonfinite: bool = False, measure: bool = F
     return records
 
 
-def run_local(plan, writer, *, progress=None, allow_nonfinite=False, measure=False) -> list:
+def _natives(plan, job) -> set:
+    return {o.name for o in plan.outputs.values()
+            if any(p.split("#", 1)[0] == o.name for s in job for p in
+                   s.names(plan.shapes[s.name][0] if s.layered else 1)) or o.alias_of is not None}
+
+
+def run_local(plan, writer, *, progress=None, allow_nonfinite=False, measure=False,
+              chunk_bytes=None) -> list:
     """Every job in this process, in order, writing through ``writer``."""
     records, total = [], len(plan.layout.specs)
     for job in jobs(plan):
-        for record in run_job(plan, job, writer, allow_nonfinite=allow_nonfinite, measure=measure):
+        tiled = is_tiled(plan, job, chunk_bytes)
+        sink = writer.sink() if tiled else writer
+        for record in run_job(plan, job, sink, allow_nonfinite=allow_nonfinite, measure=measure,
+                              chunk_bytes=chunk_bytes):
             records.append(record)
             if progress is not None:
                 progress(len(records), total, record.signal)
+        if tiled:
+            for name in _natives(plan, job):
+                writer.mark_written(name)
     return records
 
 
@@ -95,8 +177,14 @@ def _client(scheduler):
                           "(dask scheduler) or pass the address it prints, e.g. tcp://HOST:8786") from None
 
 
-def run_cluster(plan, writer, scheduler, *, progress=None, allow_nonfinite=False, measure=False) -> list:
-    """Every job on the workers of the Dask scheduler at ``scheduler`` (an address or a Client)."""
+def run_cluster(plan, writer, scheduler, *, progress=None, allow_nonfinite=False, measure=False,
+                chunk_bytes=None) -> list:
+    """Every job on the workers of the Dask scheduler at ``scheduler`` (an address or a Client).
+
+    Jobs that fit in memory run as one task each; tiled signals run as their block graphs,
+    scheduled by the cluster. Either way workers read the source and write the output
+    files by offset (a shared file system).
+    """
     if not hasattr(writer, "sink"):
         raise OptionError("scheduler= writes through the output files: pass out= with a directory "
                           "(Hugging Face safetensors) output")
@@ -104,15 +192,26 @@ def run_cluster(plan, writer, scheduler, *, progress=None, allow_nonfinite=False
 
     client, owned = _client(scheduler)
     try:
-        shared = client.scatter(plan, broadcast=True)
-        sink = writer.sink()
+        shared, sink = client.scatter(plan, broadcast=True), writer.sink()
+        work = list(enumerate(jobs(plan)))
         futures = {client.submit(run_job, shared, job, sink, allow_nonfinite=allow_nonfinite,
-                                 measure=measure, pure=False): k for k, job in enumerate(jobs(plan))}
+                                 measure=measure, pure=False): k
+                   for k, job in work if not is_tiled(plan, job, chunk_bytes)}
         done, total = {}, len(plan.layout.specs)
+
+        def tell(k):
+            if progress is not None:
+                progress(sum(len(r) for r in done.values()), total, done[k][-1].signal)
+
+        for k, job in work:
+            if k not in futures.values():
+                done[k] = run_job(plan, job, sink, allow_nonfinite=allow_nonfinite, measure=measure,
+                                  chunk_bytes=chunk_bytes,
+                                  compute=lambda *t: client.gather(client.compute(list(t))))
+                tell(k)
         for future in as_completed(futures, loop=client.loop):
             done[futures[future]] = future.result()
-            if progress is not None:
-                progress(sum(len(r) for r in done.values()), total, done[futures[future]][-1].signal)
+            tell(futures[future])
     finally:
         if owned:
             client.close()

@@ -45,6 +45,7 @@ Examples
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,23 +238,42 @@ class Estimate:
     largest_shape: tuple
 
 
-def estimate(layout: Layout, shapes: Mapping, dtype: str = "keep") -> Estimate:
+#: Blocks of a tiled signal that may be in memory at once, per worker thread (measured
+#: with benchmarks/scale.py; docs/scale.md).
+TILED_BLOCKS = 12
+
+
+def estimate(layout: Layout, shapes: Mapping, dtype: str = "keep", *, chunk_bytes=None,
+             tiled=None) -> Estimate:
     """Peak memory and output bytes of a plan, without listing its tensors.
 
     Peak: the largest signal's source stack and result in the compute dtype, twice
-    each (transform temporaries), plus one fused output tensor being assembled.
+    each (transform temporaries), plus one fused output tensor being assembled; a
+    signal that goes through Dask (``tiled(spec)`` and larger than ``chunk_bytes``)
+    needs :data:`TILED_BLOCKS` blocks per thread instead.
     """
+    from .execute import block_bytes
+
+    threads = max(2, os.cpu_count() or 1)
     peak, output, largest = 0, 0, ("-", ())
     for spec in layout.specs.values():
         src, dst = math.prod(spec.shape), math.prod(shapes[spec.name])
         width = 8 if stack_dtype(layout, spec) == np.float64 else 4
         layer = dst // spec.shape[0] if spec.layered and spec.shape[0] else dst
         need = width * (2 * src + 2 * dst + 3 * layer)
+        if chunk_bytes is not None and 4 * src > chunk_bytes and tiled is not None and tiled(spec):
+            need = min(need, TILED_BLOCKS * threads * block_bytes(chunk_bytes))
         if need > peak:
             peak, largest = need, (spec.name, tuple(shapes[spec.name]))
         first = layout.views[spec.members[0]].native
         output += dst * itemsize(_out_dtype(layout.dtype_for(first), dtype))
     return Estimate(peak, output, *largest)
+
+
+def _tileable_early(layout: Layout, spec: Spec, method: str, options: Mapping) -> bool:
+    """:func:`botcore.adapters.tiles.tileable` from the layout alone (before outputs exist)."""
+    views = [layout.views[m] for m in spec.members]
+    return not (any(v.transpose for v in views) or method == "net2net" or options)
 
 
 def _rotated(reader, adapter, rotate, sizes, wavelet, mode):
@@ -270,6 +290,10 @@ def _rotated(reader, adapter, rotate, sizes, wavelet, mode):
     rotated.likes = {**rotated.likes, **getattr(reader, "likes", {})}
     rotated.path, rotated.folder = reader.path, getattr(reader, "folder", None)
     rotated.copy_extras = reader.copy_extras
+    rotated.meta = dict(getattr(reader, "meta", {}) or {})  # GGUF key/values, keras config
+    for extra in ("meta_types", "copy_assets"):  # what the GGUF and keras writers duck-type on
+        if hasattr(reader, extra):
+            setattr(rotated, extra, getattr(reader, extra))
     layout = adapter.layout(rotated.tensors(), config, ties=confirm_ties(rotated, adapter))
     return rotated, layout, rotation_note(adapter.family, untied=untied)
 
@@ -280,7 +304,7 @@ def _is_reader(source) -> bool:
 
 def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="periodization",
          config=None, family=None, rotate=None, dtype="keep", check=None,
-         options: Mapping | None = None) -> Plan:
+         options: Mapping | None = None, chunk_bytes: int | None = None) -> Plan:
     """Plan a resize from shapes only (see the module docstring); raises before reading data.
 
     Takes the arguments of :func:`botcore.adapters.resize_model` that shape the result;
@@ -288,7 +312,8 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
     :class:`Estimate` before the output tensors are listed (the preflight hook).
     ``options`` are further keywords of
     :func:`~botcore.adapters.methods.resize_signal` (``depth_growth``,
-    ``detail_noise``, ``seed``: options of ``method="bot"``).
+    ``detail_noise``, ``seed``: options of ``method="bot"``). ``chunk_bytes`` is the
+    tiling threshold :func:`run` will use (it changes the memory estimate).
     """
     _check_options(method, gain, dtype, rotate)
     _check_target(target)
@@ -311,15 +336,16 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
         records.append(Record(spec.name, spec.members, spec.roles, spec.shape, shapes[spec.name],
                               f"planned: {method}"))
     records += [Record("residual stream", (), (), (), (), note) for note in notes]
-    need = estimate(layout, shapes, dtype)
+    opts = {k: v for k, v in dict(options or {}).items() if v is not None}
+    need = estimate(layout, shapes, dtype, chunk_bytes=chunk_bytes,
+                    tiled=lambda s: _tileable_early(layout, s, method, opts))
     if check is not None:
         check(need)
     outputs = adapter.outputs(layout, shapes)
     tensors = [TensorInfo(o.name, o.shape, _out_dtype(o.dtype, dtype)) for o in outputs.values()]
     return Plan(adapter.family, dict(layout.sizes), sizes, _out_config(adapter, layout.config, sizes,
                 dtype), records, tensors, need.peak, method, wavelet, gain,
-                mode, dtype, reader, adapter, layout, shapes, outputs, notes,
-                {k: v for k, v in dict(options or {}).items() if v is not None})
+                mode, dtype, reader, adapter, layout, shapes, outputs, notes, opts)
 
 
 # -- running ----------------------------------------------------------------------------
@@ -462,19 +488,37 @@ def tied_head_factor(method: str, gain: str, src_hidden: int, dst_hidden: int) -
     return 1.0
 
 
+def head_factor(plan: Plan, spec: Spec) -> float:
+    """The function-keeping multiplier of ``spec`` in ``plan``.
+
+    1 unless ``spec`` feeds a tied head or the model multiplies it by a power of
+    ``hidden`` (:meth:`~botcore.adapters.base.Adapter.function_scale`, from
+    :func:`tied_head_factor`'s ratio).
+    """
+    adapter = plan.adapter
+    if spec.name not in adapter.head_norms and not adapter.hidden_power_of(spec.name):
+        return 1.0
+    ratio = tied_head_factor(plan.method, plan.gain, plan.source_sizes["hidden"], plan.sizes["hidden"])
+    tied = spec.name in adapter.head_norms and adapter.head_is_tied(plan.layout)
+    return adapter.function_scale(spec.name, ratio, head_tied=tied)
+
+
 def _head_norm(plan: Plan, spec: Spec, out: np.ndarray, treatment: str):
-    if spec.name not in plan.adapter.head_norms or not plan.adapter.head_is_tied(plan.layout):
-        return out, treatment
-    f = tied_head_factor(plan.method, plan.gain, plan.source_sizes["hidden"], plan.sizes["hidden"])
+    f = head_factor(plan, spec)
     if f == 1.0:
         return out, treatment
-    return out * out.dtype.type(f), treatment + f"; scaled by {f:g} (it feeds the tied head)"
+    why = ("it feeds the tied head" if spec.name in plan.adapter.head_norms else
+           f"the model multiplies it by hidden**{plan.adapter.hidden_power_of(spec.name):g}")
+    return out * out.dtype.type(f), treatment + f"; scaled by {f:g} ({why})"
 
 
 def resize_one(plan: Plan, spec: Spec, *, allow_nonfinite: bool, measure: bool):
     """Read, check and resize one signal: ``(resized array, record)``."""
     shape = plan.shapes[spec.name]
     data = read_stack(plan.reader, plan.layout, spec, allow_nonfinite=allow_nonfinite)
+    offset = plan.adapter.offset_of(spec.name) if tuple(shape) != tuple(spec.shape) else 0.0
+    if offset:  # resize the value the model applies (Gemma: 1 + w), store it back minus the offset
+        data += data.dtype.type(offset)
     out, treatment = resize_signal(data, spec.roles, shape, method=plan.method, wavelet=plan.wavelet,
                                    mode=plan.mode, gain=plan.gain, residual=spec.rule.residual,
                                    name=spec.name, **plan.options)
@@ -482,6 +526,9 @@ def resize_one(plan: Plan, spec: Spec, *, allow_nonfinite: bool, measure: bool):
         treatment += " (same size: unchanged)"
     energy = energy_kept(data, out, spec, shape, plan) if measure and plan.method == "bot" else None
     out, treatment = _head_norm(plan, spec, out, treatment)
+    if offset:
+        out = out - out.dtype.type(offset)
+        treatment += f"; resized as {offset:g} + w (what the model applies), stored minus {offset:g}"
     return out, Record(spec.name, spec.members, spec.roles, spec.shape, tuple(shape), treatment,
                        energy)
 
@@ -498,13 +545,16 @@ def output_plan(plan: Plan, card: Mapping | None = None) -> OutputPlan:
 
 
 def run(plan: Plan, *, writer=None, progress=None, measure: bool = False,
-        allow_nonfinite: bool = False, card: Mapping | None = None, scheduler=None):
+        allow_nonfinite: bool = False, card: Mapping | None = None, scheduler=None,
+        chunk_bytes: int | None = None):
     """Execute ``plan``: ``(result, records)``.
 
     ``result`` is the dict of resized parameters (no ``writer``: in memory, in the
     source's frameworks) or the output path the writer made appear. ``scheduler``
     (a ``dask.distributed`` address or Client) runs the jobs on a cluster
-    (:mod:`botcore.adapters.execute`).
+    (:mod:`botcore.adapters.execute`). Signals whose float32 stack exceeds
+    ``chunk_bytes`` are resized through Dask block by block (needs a file writer;
+    :mod:`botcore.adapters.tiles`).
     """
     from .execute import run_cluster, run_local
 
@@ -512,7 +562,8 @@ def run(plan: Plan, *, writer=None, progress=None, measure: bool = False,
     writer = MemoryWriter(getattr(plan.reader, "likes", None)) if memory else writer
     writer.begin(output_plan(plan, card))
     try:
-        options = dict(progress=progress, allow_nonfinite=allow_nonfinite, measure=measure)
+        options = dict(progress=progress, allow_nonfinite=allow_nonfinite, measure=measure,
+                       chunk_bytes=None if memory else chunk_bytes)
         if scheduler is None:
             records = run_local(plan, writer, **options)
         else:

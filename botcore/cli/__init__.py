@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     r.add_argument("--dtype", choices=DTYPE_CHOICES, default="keep",
                    help="dtype of the written weights (default: keep each source dtype)")
+    r.add_argument("--quantize", choices=("q8_0",), default=None,
+                   help="GGUF output only: store the 2-D tensors as Q8_0")
+    r.add_argument("--chunk-bytes", default="1GiB", metavar="SIZE",
+                   help="signals whose float32 stack is larger go through Dask block by block "
+                        "(default: 1GiB; bounded memory, same result)")
     r.add_argument("--max-shard-size", default="5GB", metavar="SIZE",
                    help="largest safetensors shard of a directory output (default: 5GB)")
     r.add_argument("--max-memory", default=None, metavar="SIZE",

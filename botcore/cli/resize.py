@@ -135,7 +135,7 @@ def _options(args) -> dict:
     options = {"method": args.method, "wavelet": args.wavelet, "mode": args.mode,
                "overwrite": args.overwrite, "dtype": args.dtype, "max_shard_size": args.max_shard_size,
                "max_memory": args.max_memory, "allow_nonfinite": args.allow_nonfinite,
-               "scheduler": args.scheduler}
+               "scheduler": args.scheduler, "chunk_bytes": args.chunk_bytes, "quantize": args.quantize}
     if args.gain is not None:
         options["gain"] = args.gain
     if args.family:
