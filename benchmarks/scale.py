@@ -58,6 +58,10 @@ MODELS = {
                         tie_word_embeddings=True),
     "llama2-7b": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                       num_attention_heads=32, num_key_value_heads=32, tie_word_embeddings=False),
+    # one role stack of Llama-2-70B only (80 x 28672 x 8192 bf16, 37.6 GB): the Dask path's case
+    "llama2-70b-ffn": dict(vocab_size=32000, hidden_size=8192, intermediate_size=28672,
+                           num_hidden_layers=80, num_attention_heads=64, num_key_value_heads=8,
+                           tie_word_embeddings=False, only="mlp.up_proj"),
 }
 
 
@@ -82,6 +86,7 @@ CASES = {
     "tinyllama-depth1.5x": Case("tinyllama", {"layers": 33}),
     "3b-half": Case("llama3.2-3b", _half(MODELS["llama3.2-3b"])),
     "7b-half": Case("llama2-7b", _half(MODELS["llama2-7b"]), rss_cap_gib=8.0),
+    "70b-ffn-half": Case("llama2-70b-ffn", _half(MODELS["llama2-70b-ffn"]), rss_cap_gib=4.0),
 }
 DEFAULT = ("tinyllama-half", "tinyllama-depth1.5x", "3b-half")
 
@@ -122,7 +127,8 @@ def tensor_shapes(model: dict) -> list[tuple[str, tuple]]:
     out.append(("model.norm.weight", (h,)))
     if not model["tie_word_embeddings"]:
         out.append(("lm_head.weight", (v, h)))
-    return out
+    only = model.get("only")
+    return [(n, s) for n, s in out if only is None or only in n]
 
 
 def _random_bf16(shape, rng) -> np.ndarray:
@@ -160,7 +166,7 @@ def write_checkpoint(folder: Path, model: dict, *, shard_bytes: int = 2 * 10**9,
     total = sum(t.nbytes for t in infos)
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
-    cfg = dict(model, model_type="llama", architectures=["LlamaForCausalLM"], torch_dtype="bfloat16",
+    cfg = dict({k: v for k, v in model.items() if k != "only"}, model_type="llama", architectures=["LlamaForCausalLM"], torch_dtype="bfloat16",
                rms_norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=4096)
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
     return total
