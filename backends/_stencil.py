@@ -135,6 +135,14 @@ def resample(ops, x, index, weight, *, axis: int):
     return out
 
 
+def match_std(ops, y, x):
+    """The contract's ``match_std``: ``y`` scaled by ``ops.std(x) / ops.std(y)`` (itself when that is 1
+    or ``ops.std(y)`` is 0)."""
+    have, want = ops.std(y), ops.std(x)
+    factor = want / have if have > 0 else 1.0
+    return y if factor == 1.0 else ops.scale(y, factor)
+
+
 def check_mode(mode: str, name: str) -> None:
     if mode not in MODES:
         raise ModeError(

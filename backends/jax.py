@@ -165,6 +165,10 @@ def std(x) -> float:
         ) from None
 
 
+def match_std(y, x):
+    return _stencil.match_std(_this, y, x)
+
+
 def to_numpy(x) -> np.ndarray:
     return np.array(x)
 

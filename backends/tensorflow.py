@@ -164,6 +164,10 @@ def std(x) -> float:
     return float(tf.math.reduce_std(tf.cast(_own(x), tf.float64)))
 
 
+def match_std(y, x):
+    return _stencil.match_std(_this, y, x)
+
+
 def to_numpy(x) -> np.ndarray:
     return np.array(tf.convert_to_tensor(x).numpy())
 

@@ -145,6 +145,10 @@ def std(x) -> float:
     return float(_own(x).detach().to(torch.float64).std(correction=0))
 
 
+def match_std(y, x):
+    return _stencil.match_std(_this, y, x)
+
+
 def to_numpy(x) -> np.ndarray:
     x = x.detach().cpu()
     if x.dtype == torch.bfloat16:

@@ -8,7 +8,7 @@ botcore and are written once.
 ==================== ==========================================================
 name                 meaning
 ==================== ==========================================================
-``NAME``             ``"numpy"``, ``"torch"``, ``"tensorflow"`` or ``"jax"``
+``NAME``             ``"numpy"``, ``"torch"``, ``"tensorflow"``, ``"jax"`` or ``"dask"``
 ``MODES``            boundary modes its ``dwt``/``idwt`` accept
 ``is_array(x)``      True for this framework's arrays
 ``dtype_name(x)``    ``"float32"``, ``"bfloat16"``, ``"int64"``, ...
@@ -21,7 +21,10 @@ name                 meaning
 ``idwt(a, d, bank, *, axis, mode)``  one synthesis level; ``a`` or ``d`` may be None (zeros)
 ``resample(x, index, weight, *, axis)``  ``y[i] = sum_t weight[t,i] * x[index[t,i]]``
 ``scale(x, factor)``  ``x * factor`` for a Python float
-``std(x)``           population standard deviation as a Python float
+``std(x)``           population standard deviation: a Python float (dask: a lazy
+                     0-d array)
+``match_std(y, x)``  ``y * (std(x) / std(y))``, ``y`` itself when ``std(y)`` is 0
+                     (``gain="std"``; lazy on dask)
 ``to_numpy(x)`` / ``from_numpy(a, like)``  conversion, for tests and adapters
 ==================== ==========================================================
 
@@ -56,6 +59,7 @@ BACKENDS = {
     "torch": "torch",
     "tensorflow": "tensorflow",
     "jax": "jax",
+    "dask": "dask.array",
 }
 
 _by_type: dict[type, ModuleType] = {}
@@ -102,7 +106,8 @@ def _detect(x: object) -> ModuleType:
         hint = "; convert it first, e.g. numpy.asarray(x, dtype=numpy.float32)"
     raise BackendError(
         f"no backend handles arrays of type {kind.__module__}.{kind.__qualname__}; "
-        f"expected a numpy.ndarray, torch.Tensor, tf.Tensor/tf.Variable or jax.Array{hint}"
+        f"expected a numpy.ndarray, torch.Tensor, tf.Tensor/tf.Variable, jax.Array or "
+        f"dask.array.Array{hint}"
     )
 
 

@@ -175,11 +175,9 @@ def resize(
     for axis, a in enumerate(p.axes):
         if a.fraction is not None and a.dst > a.src:
             y = b.resample(y, *area_operator(*a.fraction), axis=axis)
-    factor = gain_factor(p, roles, gain)
     if gain == "std":
-        have = b.std(y)
-        want = b.std(x)
-        factor = want / have if have > 0 else 1.0
+        return b.from_compute(b.match_std(y, x), x)  # the backend's: lazy on dask
+    factor = gain_factor(p, roles, gain)
     if factor != 1.0:
         y = b.scale(y, factor)
     return b.from_compute(y, x)
