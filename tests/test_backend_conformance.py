@@ -1,7 +1,7 @@
 """One conformance suite for every backend, against the NumPy reference.
 
 Every algebra law runs on every installed backend (numpy, torch, tensorflow,
-jax) and each result is compared with the NumPy backend on the same input:
+jax, dask) and each result is compared with the NumPy backend on the same input:
 float64 max error <= 1e-10, float32 <= 1e-5 relative to the largest reference
 value, float16/bfloat16 within their epsilon. ``BOTCORE_TEST_BACKENDS=torch,jax``
 narrows the run (an unknown name fails); ``BOTCORE_BACKEND_EXAMPLES`` sets the
@@ -74,12 +74,18 @@ class Framework:
             import tensorflow as tf
 
             return tf.constant(a)
+        if self.name == "dask":
+            import dask.array as da
+
+            return da.from_array(a.copy(), chunks=tuple(max(1, (n + 1) // 2) for n in a.shape))  # 2 blocks
         import jax.numpy as jnp
 
         return jnp.asarray(a)
 
     def np(self, x) -> np.ndarray:
         assert self.module.is_array(x), f"{type(x)} is not a {self.name} array"
+        if self.name == "dask":  # the least overhead; the threaded scheduler runs in test_backend_dask.py
+            return np.asarray(x.compute(scheduler="synchronous"))
         return np.asarray(self.module.to_numpy(x))
 
     def device(self, x):
@@ -259,8 +265,8 @@ def test_acceptance_full_size(fw):
 
 
 def test_unsupported_mode_is_a_clear_error(fw):
-    if fw.name == "numpy":
-        pytest.skip("the numpy backend supports every PyWavelets mode")
+    if fw.name in ("numpy", "dask"):
+        pytest.skip(f"the {fw.name} backend supports every PyWavelets mode")
     with pytest.raises(botcore.ModeError, match="periodization"):
         botcore.resize(fw.make(rand((4, 4), "float32")), (2, 2), mode="symmetric", wavelet="db2")
 

@@ -1,5 +1,7 @@
 """What only one framework has: autograd, jax.grad and jax.jit, tf.Variable, lazy imports.
 
+(Dask's laziness, chunking and memory are in ``test_backend_dask.py``.)
+
 The shared algebra laws are in ``test_backend_conformance.py``; this module
 tests the framework-specific promises of the backends (skipping a framework
 that is not installed).
@@ -16,7 +18,7 @@ import pytest
 
 import botcore
 
-FRAMEWORKS = ("torch", "tensorflow", "jax", "onnx", "onnxruntime", "transformers")
+FRAMEWORKS = ("torch", "tensorflow", "jax", "dask", "onnx", "onnxruntime", "transformers")
 
 
 def test_import_botcore_loads_no_framework():
