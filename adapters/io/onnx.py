@@ -49,8 +49,8 @@ import numpy as np
 
 from botcore.errors import OptionError, OutputError, UnsupportedModelError
 
-from ..io.base import OutputPlan, TensorInfo
-from ..io.staging import Stage, output_error
+from .base import OutputPlan, TensorInfo
+from .staging import Stage, output_error
 
 __all__ = ["ONNXReader", "ONNXWriter", "external_name", "open_reader", "open_writer"]
 
@@ -71,7 +71,7 @@ class ONNXReader:
     format = "onnx"
 
     def __init__(self, path, *, config=None):
-        from ..onnx_next.graph import load_proto
+        from ..onnx.graph import load_proto
 
         self.path = Path(path)
         self.folder = None  # no Hugging Face folder to copy extras from
@@ -84,7 +84,7 @@ class ONNXReader:
     def analysis(self):
         """The graph's :class:`~botcore.adapters.onnx.analysis.Analysis` (computed on first use)."""
         if self._analysis is None:
-            from ..onnx_next.analysis import analyse
+            from ..onnx.analysis import analyse
 
             self._analysis = analyse(self._model, self.path.parent)
         return self._analysis
@@ -141,39 +141,43 @@ def open_reader(source, *, config=None) -> ONNXReader:
 
 
 class _Data:
-    """Initializer data of the output: an external file written by offset, or arrays in memory."""
+    """Initializer data of the output: views into an external file (by offset) or arrays in memory.
 
-    def __init__(self, rewritten, path: Path | None):
+    Picklable when it writes into a file (paths and offsets only), so a Dask
+    worker can write its tiles too.
+    """
+
+    def __init__(self, tensors: dict, path: Path | None):
         self.path = path
+        self.shapes = {n: (tuple(t.shape), _np_dtype(t.elem_type)) for n, t in tensors.items()}
         self.offsets: dict = {}
         self.arrays: dict = {}
         if path is None:
             return
         pos = 0
-        for name, t in rewritten.tensors.items():
+        for name, t in tensors.items():
             if _nbytes(t) <= _INLINE:
                 continue  # small constants stay in the graph: shape inference reads them
             self.offsets[name] = pos
-            pos += _nbytes(t)
-            pos = -(-pos // _ALIGN) * _ALIGN
+            pos = -(-(pos + _nbytes(t)) // _ALIGN) * _ALIGN
         with open(path, "wb") as f:
             f.truncate(pos)
 
-    def put(self, name: str, array: np.ndarray) -> None:
-        if name not in self.offsets:
-            self.arrays[name] = array
-            return
-        data = np.ascontiguousarray(array)
-        if data.dtype.byteorder == ">":
-            data = data.astype(data.dtype.newbyteorder("<"))
-        fd = os.open(self.path, os.O_WRONLY)
-        try:
-            view, pos = memoryview(data.reshape(-1).view(np.uint8)), self.offsets[name]
-            while view:
-                n = os.pwrite(fd, view[: 2**30], pos)
-                view, pos = view[n:], pos + n
-        finally:
-            os.close(fd)
+    def view(self, name: str) -> np.ndarray:
+        """A writable array of initializer ``name`` (a memory map of its bytes in the data file)."""
+        shape, dtype = self.shapes[name]
+        if name in self.offsets:
+            if not shape or 0 in shape:
+                return np.zeros(shape, dtype)
+            return np.memmap(self.path, dtype=dtype, mode="r+", offset=self.offsets[name], shape=shape)
+        if name not in self.arrays:
+            self.arrays[name] = np.empty(shape, dtype)
+        return self.arrays[name]
+
+    def __getstate__(self):
+        if self.path is None:
+            raise OutputError("internal: an in-memory ONNX output cannot be written by other processes")
+        return dict(self.__dict__)
 
 
 def _np_dtype(elem_type: int) -> np.dtype:
@@ -186,6 +190,52 @@ def _nbytes(t) -> int:
     return int(np.prod(t.shape, dtype=np.int64)) * _np_dtype(t.elem_type).itemsize
 
 
+class _Sink:
+    """Puts written tensors (or row tiles of them) where the rewritten graph wants them."""
+
+    def __init__(self, data: _Data, dests: dict):
+        self.data, self.dests = data, dests
+
+    def write(self, name: str, array: np.ndarray) -> None:
+        self.write_rows(name, 0, array, whole=True)
+
+    def write_rows(self, name: str, start: int, array: np.ndarray, *, whole: bool = False) -> None:
+        dests = self.dests.get(name)
+        if dests is None:
+            raise OutputError(f"internal: the ONNX writer has no place for tensor {name!r}")
+        stop = start + (array.shape[0] if array.ndim else 1)
+        for d in dests:
+            if d.row is not None:
+                if start <= d.row < stop:
+                    self._place(d, 0, array[d.row - start], whole=True)
+                continue
+            self._place(d, start, array, whole=whole)
+
+    def _place(self, d, start: int, part: np.ndarray, *, whole: bool) -> None:
+        view = self.data.view(d.out)
+        part = np.asarray(part)
+        rows = part.shape[0] if part.ndim else 1
+        index = [slice(None)] * view.ndim
+        if d.transposed:
+            part = part.T
+        axis = (view.ndim - 1 if d.transposed else 0) if view.ndim else None
+        if d.block is not None:
+            b_axis, lo, hi = d.block
+            if whole:
+                index[b_axis] = slice(lo, hi)
+            else:
+                index[b_axis] = slice(lo + start, lo + start + rows)
+        elif not whole and axis is not None:
+            index[axis] = slice(start, start + rows)
+        target = view[tuple(index)] if view.ndim else view
+        if tuple(target.shape) != tuple(part.shape):
+            raise OutputError(f"internal: {d.out} gets a part of shape {tuple(part.shape)} at "
+                              f"{tuple(index)}, planned {tuple(target.shape)}")
+        target[...] = part.astype(view.dtype, copy=False)
+        if isinstance(view, np.memmap):
+            view.flush()
+
+
 class ONNXWriter:
     """An ONNX graph being written (see the module docstring)."""
 
@@ -195,12 +245,11 @@ class ONNXWriter:
         self.external = external
         self.stage: Stage | None = None
         self.rewritten = None
-        self._pending: dict = {}
-        self._done: set = set()
+        self._left: dict = {}
 
     # -- begin ----------------------------------------------------------------------
     def begin(self, plan: OutputPlan) -> None:
-        from ..onnx_next.rewrite import build
+        from ..onnx.rewrite import build
 
         reader = plan.reader
         if not isinstance(reader, ONNXReader):
@@ -211,15 +260,20 @@ class ONNXWriter:
         self.reader = reader
         targets = {t.name: t for t in plan.tensors}
         self.rewritten = build(reader.analysis, plan.sizes, targets)
-        nbytes = sum(_nbytes(t) for t in self.rewritten.tensors.values())
-        external = reader.external or nbytes > TWO_GB if self.external is None else self.external
+        tensors = self.rewritten.tensors
+        nbytes = sum(_nbytes(t) for t in tensors.values())
+        external = (reader.external or nbytes > TWO_GB) if self.external is None else self.external
         self.stage = Stage(self.path, overwrite=self.overwrite, need_bytes=nbytes)
         try:
             data_path = self.stage.path / external_name(self.path) if external else None
-            self.data = _Data(self.rewritten, data_path)
-            for name, t in self.rewritten.tensors.items():
+            self.data = _Data(tensors, data_path)
+            self._sink = _Sink(self.data, self.rewritten.dests)
+            for name, t in tensors.items():
                 if t.kind == "array":
-                    self.data.put(name, t.ref)
+                    self.data.view(name)[...] = t.ref
+            for name, dests in self.rewritten.dests.items():
+                for d in dests:
+                    self._left.setdefault(d.out, set()).add(name)
         except OSError as exc:
             self.abort()
             raise output_error(exc, self.path) from None
@@ -229,47 +283,30 @@ class ONNXWriter:
 
     # -- tensors --------------------------------------------------------------------
     def write(self, name: str, array: np.ndarray) -> None:
-        dests = self.rewritten.dests.get(name)
-        if dests is None:
-            raise OutputError(f"internal: the ONNX writer has no place for tensor {name!r}")
         try:
-            for d in dests:
-                part = array[d.row] if d.row is not None else array
-                part = part.T if d.transposed else part
-                if d.block is None:
-                    self.data.put(d.out, self._cast(d.out, part))
-                    self._done.add(d.out)
-                else:
-                    self._block(d, part)
+            self._sink.write(name, array)
+        except OSError as exc:
+            raise output_error(exc, self.path) from None
+        self.mark_written(name)
+
+    def write_rows(self, name: str, start: int, array: np.ndarray) -> None:
+        try:
+            self._sink.write_rows(name, start, array)
         except OSError as exc:
             raise output_error(exc, self.path) from None
 
-    def _cast(self, out: str, part: np.ndarray) -> np.ndarray:
-        t = self.rewritten.tensors[out]
-        if tuple(part.shape) != tuple(t.shape):
-            raise OutputError(f"internal: {out} written with shape {tuple(part.shape)}, planned {t.shape}")
-        return np.ascontiguousarray(part.astype(_np_dtype(t.elem_type), copy=False))
+    def sink(self) -> _Sink:
+        """Where row tiles go (picklable for Dask workers when the output has a data file)."""
+        return self._sink
 
-    def _block(self, d, part: np.ndarray) -> None:
-        t = self.rewritten.tensors[d.out]
-        buf, filled = self._pending.setdefault(d.out, (np.empty(t.shape, _np_dtype(t.elem_type)), set()))
-        axis, lo, hi = d.block
-        index = [slice(None)] * len(t.shape)
-        index[axis] = slice(lo, hi)
-        buf[tuple(index)] = part
-        filled.add((lo, hi))
-        if sum(h - lo_ for lo_, h in filled) == t.shape[axis]:
-            self.data.put(d.out, buf)
-            self._done.add(d.out)
-            del self._pending[d.out]
-
-    def write_rows(self, name: str, start: int, array: np.ndarray) -> None:
-        raise OutputError("internal: the ONNX writer takes whole tensors; pass no chunk_bytes")
+    def mark_written(self, name: str) -> None:
+        """Record that ``name`` is complete (written here, or tile by tile through :meth:`sink`)."""
+        for d in self.rewritten.dests.get(name, ()):
+            self._left.get(d.out, set()).discard(name)
 
     # -- finish ----------------------------------------------------------------------
     def finish(self) -> Path:
-        written = {n for n, t in self.rewritten.tensors.items() if t.kind == "written"}
-        missing = sorted(written - self._done)
+        missing = sorted(out for out, names in self._left.items() if names)
         if missing:
             raise OutputError(f"internal: ONNX initializers never written: {missing[:5]}")
         try:
@@ -283,7 +320,10 @@ class ONNXWriter:
         index = self.reader.analysis.index
         for name, t in self.rewritten.tensors.items():
             if t.kind == "copy":
-                self.data.put(name, np.asarray(index.const(t.ref)))
+                view = self.data.view(name)
+                view[...] = np.asarray(index.const(t.ref))
+                if isinstance(view, np.memmap):
+                    view.flush()
 
     def _initializers(self, model) -> None:
         from onnx import TensorProto, numpy_helper
@@ -291,8 +331,7 @@ class ONNXWriter:
         g = model.graph
         for name, t in self.rewritten.tensors.items():
             if name not in self.data.offsets:
-                arr = np.asarray(self.data.arrays[name]).astype(_np_dtype(t.elem_type), copy=False)
-                tp = numpy_helper.from_array(arr.reshape(t.shape), name)
+                tp = numpy_helper.from_array(np.ascontiguousarray(self.data.view(name)), name)
                 if tp.data_type != t.elem_type:  # bfloat16 and friends come back as their bits
                     tp.data_type = t.elem_type
                 g.initializer.append(tp)

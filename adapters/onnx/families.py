@@ -134,7 +134,11 @@ def _refuse(node, what, expected):
 
 
 def _known(adapter, name) -> bool:
-    return any(r.match(name) for r in adapter.rules)
+    """Whether the adapter has a rule for ``name`` (for every part, when it is a fused tensor)."""
+    if any(r.match(name) for r in adapter.rules):
+        return True
+    fusion = adapter.fusion_for(name)
+    return fusion is not None and all(any(r.match(name + s) for r in adapter.rules) for s in fusion.suffixes)
 
 
 def _detect(index: GraphIndex):
@@ -438,15 +442,15 @@ def _epsilon(index: GraphIndex):
 
 
 def _from_projection(index: GraphIndex, value, sources: set) -> bool:
-    """Whether ``value`` comes (through bias adds, splits, casts) from a node in ``sources``."""
-    for _ in range(4):
+    """Whether ``value`` comes (through bias adds, splits, reshapes) from a node in ``sources``."""
+    for _ in range(6):
         j = index.producer.get(value)
         if j is None:
             return False
         if j in sources:
             return True
         node = index.nodes[j]
-        if node.op_type not in ("Add", "Split", "Identity", "Cast", "Slice"):
+        if node.op_type not in ("Add", "Split", "Identity", "Cast", "Slice", "Reshape"):
             return False
         value = next((v for v in node.input if v and not index.is_const(v)), None)
     return False

@@ -323,7 +323,11 @@ class GraphIndex:
 
     # -- shapes ------------------------------------------------------------
     def light_model(self):
-        """A copy of the model whose large initializers are dims-only stubs (for shape inference)."""
+        """A copy of the model for shape inference: large initializers become typed graph inputs.
+
+        Shape inference needs their shapes, never their data, so nothing large is
+        read or copied (no 2 GB limit); small constants stay (shape arithmetic reads them).
+        """
         import onnx
 
         src = self.model
@@ -333,18 +337,13 @@ class GraphIndex:
         light.functions.extend(src.functions)
         g = light.graph
         g.node.extend(self.graph.node)
-        g.input.extend(self.graph.input)
+        g.input.extend(v for v in self.graph.input if v.name not in self.initializers)
         g.output.extend(self.graph.output)
         g.value_info.extend(self.graph.value_info)
-        for t in self.graph.initializer:  # big tensors by reference only: no 2 GB limit, no copy
+        for t in self.graph.initializer:
             big = t.data_location == onnx.TensorProto.EXTERNAL or len(t.raw_data) > _SMALL
             if big:
-                stub = g.initializer.add()
-                stub.name, stub.data_type = t.name, t.data_type
-                stub.dims.extend(t.dims)
-                stub.data_location = onnx.TensorProto.EXTERNAL
-                entry = stub.external_data.add()
-                entry.key, entry.value = "location", "__bot_absent__"
+                g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
             else:
                 g.initializer.add().CopyFrom(t)
         return light

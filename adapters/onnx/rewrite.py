@@ -110,6 +110,7 @@ class _Builder:
         self.taken |= {n.name for n in self.index.nodes if n.name}
         self.counter = 0
         self._label_like: dict = {}
+        self.renamed: dict = {}
         self.inputs = [self._copy_vi(v) for v in self.index.graph.input if v.name not in self.index.initializers]
         self.outputs = [self._copy_vi(v) for v in self.index.graph.output]
 
@@ -148,33 +149,55 @@ class _Builder:
 
 
 # =========================================================================== sizes in constants
-def _literals(b: _Builder) -> None:
-    want: dict = {}
-    for lit in b.a.prop.literals:
-        if lit.kind == "size":
-            new = b.value(lit.dim)
-        elif lit.kind == "position":
-            new = b.alg.position(lit.dim, lit.extra[0], b.sizes)
-            if new.denominator != 1:
-                raise UnsupportedModelError(
-                    f"node {b.index.nodes[lit.node].name!r} cuts {lit.dim} at {lit.extra[0]}, which is "
-                    f"{new} at the target sizes; choose sizes that keep it whole")
-            new = int(new)
-        else:
-            start, delta = lit.extra
-            new = start + delta * b.value(lit.dim)
-        site = (lit.node, lit.index)
-        old = want.setdefault(site, {}).setdefault(lit.element, new)
-        if old != new:
+def _literal_value(b: _Builder, lit) -> int:
+    if lit.kind == "size":
+        return b.value(lit.dim)
+    if lit.kind == "position":
+        new = b.alg.position(lit.dim, lit.extra[0], b.sizes)
+        if new.denominator != 1:
             raise UnsupportedModelError(
-                f"the constant {b.index.nodes[lit.node].input[lit.index]!r} of node "
-                f"{b.index.nodes[lit.node].name!r} would need both {old} and {new} at element "
-                f"{lit.element}; keep {' and '.join(sorted(lit.dim.atoms))} as it is")
-    for (node, k), elems in want.items():
+                f"node {b.index.nodes[lit.node].name!r} cuts {lit.dim} at {lit.extra[0]}, which is "
+                f"{new} at the target sizes; choose sizes that keep it whole")
+        return int(new)
+    start, delta = lit.extra
+    return start + delta * b.value(lit.dim)
+
+
+def _merged(b: _Builder, lits) -> list:
+    """Literals of one constant element: their dimensions merged (a use that knows more wins)."""
+    from .dims import UnifyError
+
+    out = []
+    for lit in lits:
+        for k, other in enumerate(out):
+            if other.kind == lit.kind == "size":
+                try:
+                    out[k] = type(lit)(lit.node, lit.index, lit.element, lit.old,
+                                       b.alg.merge(other.dim, lit.dim), lit.kind, lit.extra)
+                    break
+                except UnifyError:
+                    pass
+        else:
+            out.append(lit)
+    return out
+
+
+def _literals(b: _Builder) -> None:
+    sites: dict = {}
+    for lit in b.a.prop.literals:
+        sites.setdefault((lit.node, lit.index), {}).setdefault(lit.element, []).append(lit)
+    for (node, k), elements in sites.items():
         src = np.asarray(b.index.const(b.index.nodes[node].input[k]))
         flat = src.reshape(-1).copy()
-        for e, v in elems.items():
-            flat[e] = v
+        for e, lits in elements.items():
+            values = {_literal_value(b, lit) for lit in _merged(b, lits)}
+            if len(values) > 1:
+                atoms = sorted(frozenset().union(*(lit.dim.atoms for lit in lits)))
+                raise UnsupportedModelError(
+                    f"the constant {b.index.nodes[node].input[k]!r} of node {b.index.nodes[node].name!r} "
+                    f"serves uses that need {sorted(values)} at element {e}; keep "
+                    f"{' and '.join(atoms)} as they are")
+            flat[e] = values.pop()
         if not np.array_equal(flat, src.reshape(-1)):
             b.array(node, k, flat.reshape(src.shape).astype(src.dtype), "shape")
             b.notes["size literals"] += 1
@@ -434,6 +457,7 @@ def _move_taps(b: _Builder, old: int, new: int, rename_for) -> None:
         else:
             rename = rename_for(target) if rename_for is not None and target >= old else None
             moved = _corresponding(b, value, blk, target if target < old else blk, rename)
+            moved = b.renamed.get(moved, moved) if rename is None else moved
             ok = moved is not None
         if not ok:
             raise UnsupportedModelError(
@@ -456,6 +480,7 @@ def _move_outputs(b: _Builder, old: int, new: int, rename_for) -> None:
                 continue
             rename = rename_for(target) if rename_for is not None and target >= old else None
             moved = _corresponding(b, name, blk, target if target < old else blk, rename)
+            moved = b.renamed.get(moved, moved) if rename is None else moved
             if moved is None:
                 raise UnsupportedModelError(
                     f"graph output {name!r} comes from inside block {blk}, and block {target} has no "
@@ -494,6 +519,7 @@ def _grow(b: _Builder, old: int, new: int) -> None:
             if v == r_out:
                 node.input[j] = prev
     tmpl_out = prev
+    b.renamed = {r_out: tmpl_out}  # the template block's own residual output, for taps on it
     produced = (produced - {r_out}) | {tmpl_out}
     weights = _template_weights(b, old - 1)
     renames, new_nodes = {}, []
