@@ -176,8 +176,9 @@ def resize_model(
     config : mapping or PretrainedConfig, optional
         The Hugging Face config; read from ``config.json`` for directories.
     family : str, optional
-        ``"bert"``, ``"gpt2"``, ``"llama"``, ``"vit"``, ``"deit"`` or ``"dinov2"``;
-        detected when omitted.
+        One of :data:`botcore.adapters.FAMILIES` (``"bert"``, ``"gpt2"``, ``"llama"``,
+        ``"qwen3"``, ``"gemma"``, ``"gemma2"``, ``"gemma3"``, ``"phi3"``, ``"olmo2"``,
+        ``"vit"``, ``"deit"``, ``"dinov2"``); detected when omitted.
     out : path, optional
         Write the result there, atomically: a Hugging Face directory (sharded
         safetensors, config, tokenizer, a fresh model card), or the format the
