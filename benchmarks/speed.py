@@ -5,14 +5,16 @@ its layers) to ``(6, 384, 1536)`` and grows it back, with Haar and db2, and
 prints one markdown table:
 
 - time: median of ``--repeat`` runs after one warm-up run (results are forced:
-  CUDA is synchronised, jax is blocked on); a cell whose warm-up takes over 20 s
-  (a slow peer) is timed once;
+  CUDA is synchronised, jax is blocked on, dask is computed); a cell whose
+  warm-up takes over 20 s (a slow peer) is timed once;
 - GB/s: (bytes read + bytes written) / time, the effective bandwidth of a
   memory-bound transform;
-- x copy: time / time of a plain copy of the full-size ``(12, 768, 3072)``
-  tensor in the same framework and on the same device (for a shrink that is
-  a copy of the input, for a grow a copy of the output: both move the bytes the
-  transform must move at least once);
+- x copy: median over the runs of time / time of a plain copy of the full-size
+  ``(12, 768, 3072)`` tensor in the same framework and on the same device, the
+  copy timed right before each run (for a shrink that is a copy of the input,
+  for a grow a copy of the output: both move the bytes the transform must move
+  at least once). Pairing each run with its own copy keeps the ratio stable on
+  a shared machine whose load changes between cells;
 - peer time / time: above 1, botcore is faster than the peer;
 - peer: the same work done by the framework's wavelet library, where one
   exists: PyWavelets ``wavedecn``/``waverecn`` level 1 (numpy), ptwt
@@ -23,17 +25,27 @@ prints one markdown table:
   ``"zero"`` (jaxwt) padding: identical to periodization for Haar, a few
   coefficients longer per axis for db2.
 
+The dask backend runs on ``(2, 384, 3072)`` chunks (9 MiB) with the threaded
+scheduler; its copy is ``x.map_blocks(np.copy).compute()``. ``--memory GIB``
+adds the out-of-core case instead: a float32 ``np.memmap`` of about GIB GiB on
+disk, resized by the dask backend chunk by chunk into a second memmap, with the
+peak anonymous memory (``RssAnon``) of that process reported against the
+source size.
+
 Usage::
 
     python benchmarks/speed.py                       # everything installed, CPU
     python benchmarks/speed.py --quick               # tiny shapes (CI smoke test)
     python benchmarks/speed.py --backends torch,jax --device cuda --repeat 20
+    python benchmarks/speed.py --backends dask --memory 2 --wavelets haar,db2
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
+import math
 import os
 import platform
 import statistics
@@ -51,6 +63,8 @@ QUICK = ((4, 32, 64), (2, 16, 32))
 
 
 def _sync_factory(name: str, device: str):
+    if name == "dask":
+        return lambda y: y.compute()
     if name == "torch" and device == "cuda":
         import torch
 
@@ -77,18 +91,29 @@ def _has_cuda(name: str) -> bool:
     return False
 
 
-def _median_time(fn, sync, repeat: int, *, slow_s: float = 20.0) -> float:
-    """Median of ``repeat`` timed runs after one warm-up; one timed run if the warm-up took over ``slow_s``."""
+def _median_time(fn, sync, repeat: int, *, slow_s: float = 20.0, copy=None) -> tuple[float, float]:
+    """``(median time, median time / paired copy time)`` of ``repeat`` runs after one warm-up.
+
+    With ``copy`` (a callable), each run is preceded by one timed copy and the ratio is
+    taken per run; one timed run only if the warm-up took over ``slow_s``.
+    """
     t0 = time.perf_counter()
     sync(fn())  # warm-up (and compilation, for jax)
     if time.perf_counter() - t0 > slow_s:
         repeat = 1
-    times = []
+    times, ratios = [], []
     for _ in range(repeat):
+        c = None
+        if copy is not None:
+            t0 = time.perf_counter()
+            sync(copy())
+            c = time.perf_counter() - t0
         t0 = time.perf_counter()
         sync(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        t = time.perf_counter() - t0
+        times.append(t)
+        ratios.append(t / c if c else 1.0)
+    return statistics.median(times), statistics.median(ratios)
 
 
 class Framework:
@@ -112,6 +137,10 @@ class Framework:
             import tensorflow as tf
 
             return tf.constant(a)
+        if self.name == "dask":
+            import dask.array as da
+
+            return da.from_array(a, chunks=tuple(min(n, c) for n, c in zip(a.shape, (2, 384, 3072))))
         import jax
         import jax.numpy as jnp
 
@@ -130,6 +159,8 @@ class Framework:
             return x.clone()
         if self.name == "tensorflow":
             return x * 1.0  # tf.identity may alias the buffer; this reads and writes it
+        if self.name == "dask":
+            return x.map_blocks(np.copy)
         return x.copy()
 
     def peer(self, wavelet: str):
@@ -195,7 +226,8 @@ def run(backends, wavelets, big, small, repeat: int, device: str, peers: bool = 
     for name in backends:
         fw = Framework(name, device if name in ("torch", "jax") else "cpu")
         x_big, x_small = fw.make(a_big), fw.make(a_small)
-        copy = _median_time(functools.partial(fw.copy, x_big), fw.sync, repeat)
+        copy_big = functools.partial(fw.copy, x_big)
+        copy, _ = _median_time(copy_big, fw.sync, repeat)
         yield {"backend": name, "op": "copy", "wavelet": "-", "t": copy, "gbs": _gbs(2 * n_big, copy), "ratio": 1.0}
         variants = [(name, botcore.resize)]
         if name == "jax":
@@ -212,12 +244,12 @@ def run(backends, wavelets, big, small, repeat: int, device: str, peers: bool = 
                         call = functools.partial(f, x)
                     else:
                         call = functools.partial(fn, x, shape, wavelet=wavelet)
-                    t = _median_time(call, fw.sync, repeat)
+                    t, ratio = _median_time(call, fw.sync, repeat, copy=copy_big)
                     row = {"backend": label, "op": op, "wavelet": wavelet, "t": t, "gbs": _gbs(moved, t),
-                           "ratio": t / copy}
+                           "ratio": ratio}
                     if peer is not None and fn is not None:
                         peer_fn = peer[1] if op == "shrink" else peer[2]
-                        tp = _median_time(functools.partial(peer_fn, x), fw.sync, repeat)
+                        tp, _ = _median_time(functools.partial(peer_fn, x), fw.sync, repeat)
                         row.update(peer=peer[0], tp=tp)
                     yield row
 
@@ -244,6 +276,76 @@ def table_row(r: dict) -> str:
     )
 
 
+MEMORY_HEADER = (
+    "| backend | op | wavelet | gain | source (GiB) | chunk (MiB) | peak anonymous memory (MiB) | "
+    "peak / source | time (s) |\n|---|---|---|---|---:|---:|---:|---:|---:|"
+)
+
+
+def _anon_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:")) / 1024
+
+
+def memory_child(gib: float, wavelet: str, gain: str, folder: str) -> dict:
+    """One out-of-core resize in this (fresh) process: memmap -> dask backend -> memmap."""
+    import threading
+
+    import dask.array as da
+
+    layers = max(8, int(round(gib * 64)) // 8 * 8)  # (layers, 2048, 2048) float32: 16 MiB per layer
+    shape, chunks = (layers, 2048, 2048), (4, 512, 2048)
+    src_path, out_path = os.path.join(folder, "source.f32"), os.path.join(folder, "out.f32")
+    src = np.memmap(src_path, dtype=np.float32, mode="w+", shape=shape)
+    da.store(da.random.default_rng(0).standard_normal(shape, chunks=chunks, dtype=np.float32), src)
+    src.flush()
+    del src
+    x = da.from_array(np.memmap(src_path, dtype=np.float32, mode="r", shape=shape), chunks=chunks)
+    dst = (layers // 2, 1024, 1024)
+    botcore.resize(da.ones((8, 8), chunks=4), (4, 4), wavelet=wavelet, gain=gain).compute()  # warm-up
+    state = {"peak": _anon_mib(), "done": False}
+    base = state["peak"]
+
+    def watch():
+        while not state["done"]:
+            state["peak"] = max(state["peak"], _anon_mib())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    t0 = time.perf_counter()
+    out = np.memmap(out_path, dtype=np.float32, mode="w+", shape=dst)
+    da.store(botcore.resize(x, dst, wavelet=wavelet, gain=gain), out)
+    out.flush()
+    seconds = time.perf_counter() - t0
+    state["done"] = True
+    watcher.join()
+    extra = max(state["peak"], _anon_mib()) - base
+    return {"gib": math.prod(shape) * 4 / 2**30, "chunk_mib": math.prod(chunks) * 4 / 2**20,
+            "extra_mib": extra, "seconds": seconds, "wavelet": wavelet, "gain": gain}
+
+
+def memory_rows(gib: float, wavelets, gains=("paper", "std")):
+    """Yield one memory row per wavelet and gain, each measured in a fresh process."""
+    import subprocess
+    import tempfile
+
+    for wavelet in wavelets:
+        for gain in gains:
+            with tempfile.TemporaryDirectory(prefix="botcore-speed-") as folder:
+                args = json.dumps([gib, wavelet, gain, folder])
+                done = subprocess.run([sys.executable, __file__, "--memory-child", args],
+                                      capture_output=True, text=True, check=True)
+            yield json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def memory_row(r: dict) -> str:
+    return (
+        f"| dask | shrink | {r['wavelet']} | {r['gain']} | {r['gib']:.2f} | {r['chunk_mib']:.0f} | "
+        f"{r['extra_mib']:.0f} | {r['extra_mib'] / 1024 / r['gib']:.3f} | {r['seconds']:.1f} |"
+    )
+
+
 def _installed() -> list[str]:
     out = []
     for name in BACKENDS:
@@ -256,6 +358,10 @@ def _installed() -> list[str]:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--memory-child"]:
+        print(json.dumps(memory_child(*json.loads(argv[1]))))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per cell (median; default 5)")
     parser.add_argument("--backends", default=None, help="comma list, default: every installed backend")
@@ -264,16 +370,27 @@ def main(argv=None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip the peer libraries (jaxwt takes minutes)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="device for torch and jax (tensorflow and numpy stay on their default)")
+    parser.add_argument("--memory", type=float, default=None, metavar="GIB",
+                        help="instead: the dask out-of-core case on a GIB GiB on-disk memmap (peak memory)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
+    wavelets = [w.strip() for w in args.wavelets.split(",") if w.strip()]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    if args.memory is not None:
+        if args.memory <= 0:
+            parser.error("--memory must be > 0 (GiB)")
+        print(f"dask out-of-core: float32 memmap (layers, 2048, 2048) of {args.memory} GiB -> half on every "
+              f"axis, into a memmap; {os.cpu_count()} CPUs, load average {load:.1f} at start\n")
+        print(MEMORY_HEADER, flush=True)
+        for row in memory_rows(args.memory, wavelets):
+            print(memory_row(row), flush=True)
+        return 0
     names = _installed() if args.backends is None else [n.strip() for n in args.backends.split(",") if n.strip()]
     unknown = [n for n in names if n not in BACKENDS]
     if unknown:
         parser.error(f"--backends: unknown {unknown}; expected among {list(BACKENDS)}")
     big, small = QUICK if args.quick else FULL
-    wavelets = [w.strip() for w in args.wavelets.split(",") if w.strip()]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"float32 {big} <-> {small}, device {args.device}, repeat {args.repeat} (median after warm-up); "
           f"{platform.machine()} {os.cpu_count()} CPUs, load average {load:.1f} at start, "
           f"Python {sys.version.split()[0]}\n")

@@ -34,3 +34,13 @@ def test_rejects_unknown_backend_and_bad_repeat(speed):
         speed.main(["--quick", "--backends", "cupy"])
     with pytest.raises(SystemExit):
         speed.main(["--quick", "--repeat", "0"])
+    with pytest.raises(SystemExit):
+        speed.main(["--memory", "0"])
+
+
+def test_dask_rows_are_computed_and_paired_with_a_dask_copy(speed, capsys):
+    pytest.importorskip("dask.array")
+    assert speed.main(["--quick", "--repeat", "1", "--backends", "dask", "--wavelets", "db2"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| dask")]
+    assert [r.split("|")[2].strip() for r in rows] == ["copy", "shrink", "grow"]
+    assert all(float(r.split("|")[6]) > 0 for r in rows)
