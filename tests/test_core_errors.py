@@ -239,3 +239,27 @@ def test_a_mode_the_backend_lacks_is_named_with_the_alternatives():
     from botcore.planning import MODES
 
     assert "'periodization'" in msg and msg.endswith(f"(the numpy backend supports every mode in {MODES})")
+
+
+def test_resize_messages_are_whole_sentences():
+    assert _message(lambda: botcore.resize(X, (2, 0))) == (
+        "shape (2, 0) has size 0; every size must be >= 1 (a weight tensor cannot have an empty axis)")
+    assert _message(lambda: botcore.resize(np.ones((4, 6), int), (2, 3))).startswith(
+        "resize needs floating-point weights, got dtype int64; expected one of (")
+    assert _message(lambda: botcore.resize(X, (2, 3, 4))) == (
+        "resize: the array has shape (4, 6) (2 axes) but shape=(2, 3, 4) has 3; give one target size per axis")
+    assert _message(lambda: botcore.resize(X, (2, 3), wavelet="db2", mode="zero")).endswith(
+        "so target shapes could not be exact; use mode='periodization' (every mode is equivalent for 'haar')")
+    assert _message(lambda: botcore.resize(X, (2, 3), roles=("fixed", "out"))) == (
+        "axis 0 has role 'fixed' (vocabulary, positions, pixels, classes) but the target asks 4 -> 2; "
+        "keep its size at 4 or give it a resizable role")
+    assert _message(lambda: botcore.resize(np.ones(4), (2,), roles="out")) == (
+        "roles must be a sequence with one role per axis, got the string 'out'; pass e.g. ('out',) for a 1-D array")
+    assert _message(lambda: botcore.resize(np.ones(4), (2,), roles=("out", "in"))).endswith(
+        "but the array has 1 axes; give exactly one role per axis")
+
+
+def test_std_gain_of_a_constant_keeps_paper_magnitudes():
+    """A zero-spread result cannot be scaled to the source's spread: it is left as computed."""
+    np.testing.assert_array_equal(botcore.resize(np.ones((4, 4)), (2, 2), gain="std"),
+                                  botcore.resize(np.ones((4, 4)), (2, 2), gain="paper"))
