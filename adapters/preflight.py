@@ -66,7 +66,7 @@ def preflight(need, *, out=None, max_memory=None) -> None:
     """
     from .io.hf import parse_size
 
-    limit = available_memory() if max_memory is None else parse_size(max_memory)
+    limit = available_memory() if max_memory is None else parse_size(max_memory, name="max_memory")
     total = need.peak + (need.output if out is None else 0)
     if total > limit:
         held = " plus the whole result, which stays in memory without out=" if out is None else ""

@@ -60,15 +60,19 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
-def parse_size(value) -> int:
-    """Bytes for ``"5GB"``, ``"200MiB"``, ``"1.5GB"`` or an int (as transformers reads them)."""
-    if isinstance(value, int) and value > 0:
+def parse_size(value, *, name: str = "max_shard_size") -> int:
+    """Bytes for ``"5GB"``, ``"200MiB"``, ``"1.5GB"`` or an int (as transformers reads them).
+
+    ``name`` is the option the value came from, for the error message.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?I?B?)\s*", str(value).upper())
-    if m is None or float(m.group(1)) <= 0:
-        raise OptionError(f"max_shard_size={value!r} is not a size; expected e.g. '5GB', "
+    m = re.fullmatch(r"\s*([0-9]{0,30}\.?[0-9]{1,30})\s*([KMGT]?I?B?)\s*", str(value).upper())
+    size = 0 if m is None or isinstance(value, bool) else int(float(m.group(1)) * _UNITS[m.group(2)])
+    if size < 1:
+        raise OptionError(f"{name}={value!r} is not a size; expected e.g. '5GB', "
                           "'500MB', '2GiB' or a positive number of bytes")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    return size
 
 
 def shard_names(n: int) -> list[str]:

@@ -199,14 +199,29 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _check_dst(args) -> None:
+    """Before any work: DST's folder exists and takes files; DST is new unless ``--overwrite``."""
+    from .._files import check_parent
+    from ..errors import OutputExistsError
+
+    check_parent(args.dst)
+    if os.path.lexists(args.dst) and not args.overwrite:
+        raise OutputExistsError(
+            f"output {os.path.abspath(args.dst)!r} already exists; expected a new path (pass "
+            "--overwrite to replace it, or choose another path)")
+
+
 def _run(args) -> int:
     if args.command == "resize":
-        from .._files import check_parent
         from .resize import run_resize
 
-        check_parent(args.dst)  # before any work: the folder exists and takes files
+        _check_dst(args)
+        if not args.allow_nonfinite:
+            return run_resize(args)
+        import numpy as np
 
-        return run_resize(args)
+        with np.errstate(all="ignore"):  # NaN/Inf were asked for: no numpy warnings about them
+            return run_resize(args)
     if args.command == "inspect":
         from .inspect import run_inspect
 
