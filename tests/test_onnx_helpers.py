@@ -95,11 +95,15 @@ def expected_backbone(params: dict, src: dict, dst: dict, *, gain: str) -> dict:
     return {modern(k) if renamed else k: v for k, v in got.items()}
 
 
+_NOT_IN_GRAPHS = ("position_ids", "token_type_ids", "inv_freq", "mask_token")  # buffers, unused tokens
+
+
 def load(module, weights: dict, *, prefix="", dtype=torch.float32):
+    """Load ``weights`` into ``module``; every parameter a graph can hold must be among them."""
     state = {prefix + k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype) for k, v in weights.items()}
     missing, unexpected = module.load_state_dict(state, strict=False)
     assert not unexpected, unexpected
-    assert not [k for k in missing if not k.endswith(("position_ids", "token_type_ids", "inv_freq"))], missing
+    assert not [k for k in missing if not k.endswith(_NOT_IN_GRAPHS)], missing
     return module.eval()
 
 

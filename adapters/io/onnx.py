@@ -331,7 +331,7 @@ class ONNXWriter:
         g = model.graph
         for name, t in self.rewritten.tensors.items():
             if name not in self.data.offsets:
-                tp = numpy_helper.from_array(np.ascontiguousarray(self.data.view(name)), name)
+                tp = numpy_helper.from_array(np.asarray(self.data.view(name), order="C"), name)
                 if tp.data_type != t.elem_type:  # bfloat16 and friends come back as their bits
                     tp.data_type = t.elem_type
                 g.initializer.append(tp)

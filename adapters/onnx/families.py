@@ -346,8 +346,14 @@ def _check_names(index: GraphIndex, slots: list) -> None:
 
 
 def _label_blocks(index: GraphIndex, nm: _Namer, slots: list) -> list:
-    labels = [None] * len(index.nodes)
-    known = [False] * len(index.nodes)
+    """The block of every node: from its module path, its parameters, or the nodes it feeds.
+
+    A node without a module of its own (TorchScript ``Constant``/``Identity`` nodes,
+    fused operators) belongs to block ``b`` when everything it feeds is in block
+    ``b``; when it feeds nodes outside the blocks, or several blocks, it is outside.
+    """
+    n = len(index.nodes)
+    labels, known = [None] * n, [False] * n
     for i, mod in enumerate(nm.mods):
         if mod is not None:
             labels[i], known[i] = nm.spec.layer(mod), True
@@ -357,18 +363,20 @@ def _label_blocks(index: GraphIndex, nm: _Namer, slots: list) -> list:
         layer = nm.spec.layer(s.name)
         if layer is not None and labels[s.node] is None:
             labels[s.node], known[s.node] = layer, True
-    for _ in range(4):
-        for i, node in enumerate(index.nodes):
-            if not known[i]:
-                ins = {labels[index.producer[v]] for v in node.input if v in index.producer} - {None}
-                if len(ins) == 1:
-                    labels[i], known[i] = ins.pop(), True
-        for i in reversed(range(len(index.nodes))):
-            if not known[i]:
-                node = index.nodes[i]
-                cons = {labels[c] for v in node.output for c, _ in index.consumers.get(v, [])}
-                if len(cons) == 1:
-                    labels[i], known[i] = cons.pop(), True
+    outputs = set(index.graph_outputs)
+    for _ in range(8):
+        changed = False
+        for i in reversed(range(n)):
+            if known[i]:
+                continue
+            users = [c for v in index.nodes[i].output for c, _ in index.consumers.get(v, [])]
+            if any(not known[c] for c in users):
+                continue
+            cons = {labels[c] for c in users}
+            inside = len(cons) == 1 and None not in cons and not outputs & set(index.nodes[i].output)
+            labels[i], known[i], changed = (cons.pop() if inside else None), True, True
+        if not changed:
+            break
     return labels
 
 

@@ -354,21 +354,36 @@ class GraphIndex:
         ONNX Runtime's symbolic shape inference first (it cancels symbolic
         batch and sequence sizes, so a ``-1`` in a reshape gets its static value,
         and it knows ONNX Runtime's fused operators); ONNX shape inference (with
-        data propagation) fills whatever it leaves.
+        data propagation) fills whatever it leaves. Shape arithmetic over
+        constants and static shapes is then folded
+        (:func:`~botcore.adapters.onnx.fold.fold_shapes`) and both run again, so
+        tensors behind run-time shape computations get static shapes too.
         """
-        import onnx
+        from .fold import fold_shapes
 
         light = self.light_model()
+        self._infer(light)
+        for _ in range(2):
+            folded = fold_shapes(light, self.shapes)
+            if folded is None:
+                break
+            self.shapes, self.elem_types = {}, {}
+            self._infer(folded)
+            light = folded
+        for name, t in self.initializers.items():
+            self.shapes[name] = tuple(int(d) for d in t.dims)
+            self.elem_types[name] = t.data_type
+        return self.shapes
+
+    def _infer(self, light) -> None:
+        import onnx
+
         self._symbolic(light)
         try:
             inferred = onnx.shape_inference.infer_shapes(light, data_prop=True)
         except Exception:  # noqa: BLE001 - inference is a hint; missing shapes are handled
             inferred = light
         self._read_shapes(inferred.graph, only_missing=True)
-        for name, t in self.initializers.items():
-            self.shapes[name] = tuple(int(d) for d in t.dims)
-            self.elem_types[name] = t.data_type
-        return self.shapes
 
     def _read_shapes(self, g, *, only_missing=False):
         for vi in list(g.value_info) + list(g.input) + list(g.output):

@@ -141,7 +141,7 @@ class _Builder:
         """Give input ``k`` of (source) node ``node`` its own new constant ``arr``."""
         from onnx import helper
 
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr, order="C")
         name = self.fresh(f"{base}__bot")
         self.tensors[name] = OutTensor(name, tuple(arr.shape), helper.np_dtype_to_tensor_dtype(arr.dtype),
                                        "array", arr)
