@@ -148,7 +148,8 @@ def _check(data: bytes, target) -> None:
             f.write(data)
         out = os.path.join(tmp, "out.onnx")
         try:
-            event(outcome_label(check_cli_outcome(["resize", path, out, *target, "--quiet"], out, tmp)))
+            event(outcome_label(check_cli_outcome(["resize", path, out, *target, "--quiet", "--max-memory",
+                                                     "512MB"], out, tmp)))
         except AssertionError:
             keep = os.environ.get("BOTCORE_FUZZ_KEEP")  # a folder to keep failing inputs in
             if keep:

@@ -54,6 +54,7 @@ WEIGHT_SUFFIXES = (
     ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".onnx_data",
     ".gguf", ".index.json", ".pb", ".tflite", ".mlmodel", ".ot", ".npz", ".keras",
 )
+_MAX_HEAD = 32 * 2**20  # header bytes per shard (safetensors readers refuse more than 100 MiB)
 _SKIP_DIRS = {"onnx", "openvino", "coreml", "tf", "flax", ".git", "__pycache__"}
 _SKIP_FILES = {"config.json", "README.md", "model_card.md"}
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -352,13 +353,15 @@ class HFWriter:
             raise output_error(exc, self.path) from None
 
     def _layout(self, tensors) -> None:
-        shards, size = [[]], 0
+        shards, size, head = [[]], 0, 0
         for t in tensors:
-            if shards[-1] and size + t.nbytes > self.max_shard:
+            entry = len(t.name) + 96  # its header bytes, about: readers refuse headers > 100 MiB
+            if shards[-1] and (size + t.nbytes > self.max_shard or head + entry > _MAX_HEAD):
                 shards.append([])
-                size = 0
+                size, head = 0, 0
             shards[-1].append(t)
             size += t.nbytes
+            head += entry
         names = shard_names(len(shards))
         table, self.weight_map = {}, {}
         for fname, group in zip(names, shards):
