@@ -73,6 +73,7 @@ class Case:
     target: dict
     flags: tuple = ()
     rss_cap_gib: float | None = None
+    cluster: bool = False
 
 
 def _half(m: dict) -> dict:
@@ -87,6 +88,8 @@ CASES = {
     "3b-half": Case("llama3.2-3b", _half(MODELS["llama3.2-3b"])),
     "7b-half": Case("llama2-7b", _half(MODELS["llama2-7b"]), rss_cap_gib=8.0),
     "70b-ffn-half": Case("llama2-70b-ffn", _half(MODELS["llama2-70b-ffn"]), rss_cap_gib=4.0),
+    "tinyllama-half-cluster": Case("tinyllama", _half(MODELS["tinyllama"]), cluster=True),
+    "quick-half-cluster": Case("quick", _half(MODELS["quick"]), cluster=True),
 }
 DEFAULT = ("tinyllama-half", "tinyllama-depth1.5x", "3b-half")
 
@@ -175,8 +178,8 @@ def write_checkpoint(folder: Path, model: dict, *, shard_bytes: int = 2 * 10**9,
 class PeakRSS:
     """Samples the RSS of a process and all its descendants from /proc; keeps the peak."""
 
-    def __init__(self, pid: int, interval: float = 0.05):
-        self.pid, self.interval, self.peak = pid, interval, 0
+    def __init__(self, pid: int, interval: float = 0.05, *, also=()):
+        self.pid, self.interval, self.peak, self.also = pid, interval, 0, tuple(also)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -195,7 +198,7 @@ class PeakRSS:
         return kids
 
     def _tree_rss(self) -> int:
-        kids, todo, total = self._children(), [self.pid], 0
+        kids, todo, total = self._children(), [self.pid, *self.also], 0
         while todo:
             pid = todo.pop()
             try:
@@ -217,11 +220,14 @@ class PeakRSS:
         return self.peak
 
 
-def measure(cmd: list[str], *, env=None) -> tuple[float, int, str]:
-    """Run ``cmd``; return (wall seconds, peak RSS bytes of its process tree, stderr tail)."""
+def measure(cmd: list[str], *, env=None, also=()) -> tuple[float, int, str]:
+    """Run ``cmd``; return (wall seconds, peak RSS bytes of its process tree, stderr tail).
+
+    ``also``: more process ids whose trees count (a cluster's workers).
+    """
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    rss = PeakRSS(proc.pid)
+    rss = PeakRSS(proc.pid, also=also)
     _, err = proc.communicate()
     seconds = time.monotonic() - t0
     peak = rss.stop()
@@ -243,6 +249,45 @@ with open(dst, "wb") as out:
 """
 
 
+class LocalCluster:
+    """``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1 (a context manager)."""
+
+    def __enter__(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="botcore-cluster-"))
+        info = self.tmp / "scheduler.json"
+        run = [sys.executable, "-m", "dask"]
+        self.procs = [subprocess.Popen(run + ["scheduler", "--host", "127.0.0.1", "--port", "0",
+                                              "--no-dashboard", "--scheduler-file", str(info)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        while not info.exists():
+            time.sleep(0.2)
+        time.sleep(0.5)
+        self.address = json.loads(info.read_text())["address"]
+        self.procs += [subprocess.Popen(run + ["worker", self.address, "--nthreads", "1", "--no-dashboard",
+                                               "--memory-limit", "0"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       for _ in range(2)]
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=120)
+        return self
+
+    def __exit__(self, *exc):
+        for p in reversed(self.procs):
+            p.terminate()
+            p.wait(timeout=30)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    """Whether two output folders hold byte-identical weight files and index."""
+    names = sorted(p.name for p in a.iterdir() if p.suffix in (".safetensors", ".json"))
+    if names != sorted(p.name for p in b.iterdir() if p.suffix in (".safetensors", ".json")):
+        return False
+    return all((a / n).read_bytes() == (b / n).read_bytes() for n in names if n != "config.json")
+
+
 def _flags(target: dict) -> list[str]:
     return [a for k, v in target.items() for a in (f"--{k.replace('_', '-')}", str(v))]
 
@@ -261,7 +306,17 @@ def run_case(name: str, case: Case, workdir: Path) -> dict:
     out = workdir / f"out-{name}"
     cmd = [sys.executable, "-m", "botcore", "resize", str(src), str(out), "--quiet",
            *_flags(case.target), *case.flags]
-    wall, peak, _ = measure(cmd)
+    identical = None
+    if case.cluster:
+        with LocalCluster() as cluster:
+            wall, peak, _ = measure(cmd + ["--scheduler", cluster.address],
+                                    also=[p.pid for p in cluster.procs])
+        ref = workdir / f"ref-{name}"
+        measure(cmd[:5] + [str(ref)] + cmd[6:])
+        identical = same_bytes(out, ref)
+        shutil.rmtree(ref)
+    else:
+        wall, peak, _ = measure(cmd)
     out_size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
     shutil.rmtree(out)
     stack = role_stack_gib(MODELS[case.model], case.target)
@@ -269,7 +324,8 @@ def run_case(name: str, case: Case, workdir: Path) -> dict:
     return {"case": name, "source GiB": size / 2**30, "output GiB": out_size / 2**30,
             "role stack GiB": stack, "peak RSS GiB": peak / 2**30, "RSS target GiB": cap,
             "wall s": wall, "floor s": floor_s, "wall/floor": wall / floor_s,
-            "ok": peak / 2**30 <= cap and wall / floor_s <= 2.0}
+            "bit-identical": "-" if identical is None else identical,
+            "ok": peak / 2**30 <= cap and wall / floor_s <= 2.0 and identical is not False}
 
 
 def table(rows: list[dict]) -> str:
