@@ -534,23 +534,24 @@ small = mount("small", "size=1m")
 record("too little free space", small, *cli(["resize", src, small + "/out", "--hidden", "8"]))
 inodes = mount("inodes", "size=200m,nr_inodes=6")
 record("no inodes left", inodes, *cli(["resize", src, inodes + "/out", "--hidden", "8"]))
-full = mount("full", "size=80m")
-def fill(*_):
-    if not os.path.exists(full + "/filler"):
-        with open(full + "/filler", "wb") as f:
-            try:
-                while True:
-                    f.write(b"x" * 2**20)
-            except OSError:
-                pass
 from botcore.adapters import resize_model
-from botcore.errors import BotError
-try:
-    resize_model(src, {"hidden": 8}, out=full + "/out", progress=fill)
-    results["disk fills while writing"] = dict(error="", left=sorted(os.listdir(full)))
-except BotError as exc:
-    results["disk fills while writing"] = dict(error=type(exc).__name__ + ": " + str(exc),
-                                               left=sorted(os.listdir(full)))
+for case, name, options in [("disk fills while writing", "full", {}),
+                            ("disk fills while writing tiles", "tiles", {"chunk_bytes": 256})]:
+    full = mount(name, "size=80m")
+    def fill(*_):  # another writer takes the rest of the disk once the first signal is written
+        if not os.path.exists(full + "/filler"):
+            with open(full + "/filler", "wb") as f:
+                try:
+                    while True:
+                        f.write(b"x" * 2**20)
+                except OSError:
+                    pass
+    try:
+        resize_model(src, {"hidden": 8, "layers": 4}, out=full + "/out", progress=fill, **options)
+        error = ""
+    except Exception as exc:
+        error = type(exc).__name__ + ": " + str(exc)
+    results[case] = dict(error=error, left=sorted(os.listdir(full)), out=full + "/out")
 print(json.dumps(results))
 """
 
@@ -587,11 +588,13 @@ def test_an_output_the_file_system_cannot_take(mounted, case, words):
     assert r["left"] == [], r["left"]
 
 
-def test_a_disk_that_fills_while_writing_is_one_clear_error(mounted):
-    """A real ENOSPC from the tensor writes: another writer filled the disk after the preflight."""
-    r = mounted["disk fills while writing"]
-    assert r["error"].startswith("OutputError: cannot write the output"), r
-    assert "/full/out" in r["error"] and "no space" in r["error"] and ".botcore-" not in r["error"]
+@pytest.mark.parametrize("case", ["disk fills while writing", "disk fills while writing tiles"])
+def test_a_disk_that_fills_while_writing_is_one_clear_error(mounted, case):
+    """A real ENOSPC from the tensor writes (whole tensors, or Dask row tiles through the sink):
+    another writer filled the disk after the preflight."""
+    r = mounted[case]
+    assert r["error"].startswith(f"OutputError: cannot write the output {r['out']!r}: no space"), r
+    assert ".botcore-" not in r["error"]
     assert r["left"] == ["filler"], r["left"]
 
 

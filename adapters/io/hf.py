@@ -306,8 +306,15 @@ def open_reader(source, *, config=None) -> HFReader:
 class OffsetSink:
     """Writes tensors (or row tiles) into pre-laid-out files by offset; picklable for workers."""
 
-    def __init__(self, table: dict):
+    def __init__(self, table: dict, out=None):
         self.table = table  # name -> (path, offset, shape, dtype)
+        self.out = out  # the user's output path, for the error message
+
+    def _put(self, path, offset: int, array: np.ndarray) -> None:
+        try:
+            write_at(path, offset, array)
+        except OSError as exc:  # no space, a file-size limit, ...: one clear error naming out
+            raise output_error(exc, self.out or os.path.dirname(path)) from None
 
     def _check(self, name: str, array: np.ndarray, rows: int) -> tuple:
         path, offset, shape, dtype = self.table[name]
@@ -319,12 +326,12 @@ class OffsetSink:
 
     def write(self, name: str, array: np.ndarray) -> None:
         path, offset, shape, _ = self._check(name, array, shape_rows(self.table[name][2]))
-        write_at(path, offset, array)
+        self._put(path, offset, array)
 
     def write_rows(self, name: str, start: int, array: np.ndarray) -> None:
         path, offset, shape, dtype = self._check(name, array, array.shape[0])
         row = int(np.prod(shape[1:], dtype=np.int64)) * numpy_dtype(dtype).itemsize
-        write_at(path, offset + start * row, array)
+        self._put(path, offset + start * row, array)
 
 
 def shape_rows(shape) -> int:
@@ -373,7 +380,7 @@ class HFWriter:
                 self.weight_map[t.name] = fname
                 self._rows[t.name] = shape_rows(t.shape)
         self.files = names
-        self._sink = OffsetSink(table)
+        self._sink = OffsetSink(table, out=os.path.abspath(self.path))
 
     def sink(self) -> OffsetSink:
         """A picklable writer of this output's tensors, for other processes (Dask workers)."""
