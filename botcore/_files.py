@@ -11,12 +11,27 @@ output whose folder is missing or not writable, naming the user's path and the f
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 
 from .errors import OutputError
 
-__all__ = ["JOURNAL", "Journal", "check_parent", "default_permissions"]
+__all__ = ["JOURNAL", "OS_FIXES", "Journal", "check_parent", "default_permissions"]
+
+#: What a failed write means and what to do, by ``errno`` (for one-line errors).
+OS_FIXES = {
+    errno.ENOSPC: "no space (or no free inodes) left on the device; free space there or choose an "
+                  "output on another disk",
+    errno.EDQUOT: "the disk quota is exceeded; free space or choose another location",
+    errno.EFBIG: "a file would exceed the largest file allowed (the shell's 'ulimit -f' or the file "
+                 "system's limit); raise the limit or choose an output on another disk",
+    errno.EACCES: "permission denied; choose a folder you can write to",
+    errno.EPERM: "operation not permitted; choose a folder you can write to",
+    errno.EROFS: "the file system is read-only; choose an output on a writable disk",
+    errno.ENAMETOOLONG: "the file name is too long; choose a shorter output path",
+    errno.EMFILE: "too many files are open; raise 'ulimit -n' or close other programs",
+}
 
 
 @dataclass

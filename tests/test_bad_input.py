@@ -530,6 +530,7 @@ def record(name, folder, status, out, err):
 ro = mount("ro", "size=1m,ro")
 record("read-only resize", ro, *cli(["resize", src, ro + "/out", "--hidden", "8"]))
 record("read-only plot", ro, *cli(["inspect", src, "--plot", ro + "/s.png"]))
+record("read-only demo", ro, *cli(["demo", "--out", ro + "/demo"]))
 small = mount("small", "size=1m")
 record("too little free space", small, *cli(["resize", src, small + "/out", "--hidden", "8"]))
 inodes = mount("inodes", "size=200m,nr_inodes=6")
@@ -575,6 +576,7 @@ def mounted(tmp_path_factory):
 @pytest.mark.parametrize("case,words", [
     ("read-only resize", ("read-only file system", "choose an output on a writable disk")),
     ("read-only plot", ("read-only file system", "s.png")),
+    ("read-only demo", ("Read-only file system", "/ro/demo", "writable disk")),
     ("too little free space", ("needs about", "are free there", "free space")),
     ("no inodes left", ("no space (or no free inodes)", "free space there")),
 ])
@@ -605,7 +607,8 @@ from fuzz_support import cli
 root = sys.argv[1]
 results = {}
 for name, argv in [("resize", ["resize", root + "/src", root + "/locked/out", "--hidden", "8"]),
-                   ("plot", ["inspect", root + "/src", "--plot", root + "/locked/s.png"])]:
+                   ("plot", ["inspect", root + "/src", "--plot", root + "/locked/s.png"]),
+                   ("unreadable source", ["inspect", root + "/secret"])]:
     status, out, err = cli(argv)
     results[name] = dict(status=status, out=out, err=err, left=sorted(os.listdir(root + "/locked")))
 print(json.dumps(results))
@@ -621,6 +624,8 @@ def unpermitted():
         write_model(root / "src")
         (root / "locked").mkdir(mode=0o555)
         os.chmod(root / "locked", 0o555)
+        write_model(root / "secret")
+        os.chmod(root / "secret" / "model.safetensors", 0o000)
         wrap = []
         if os.geteuid() == 0:
             if shutil.which("setpriv") is None:
@@ -645,6 +650,13 @@ def test_an_output_folder_without_permission(unpermitted, case):
     assert r["status"] == 1 and r["out"] == ""
     assert "/locked" in line and "permission denied" in line and "folder you can write to" in line
     assert ".botcore-" not in line and r["left"] == []
+
+
+def test_an_unreadable_source_is_one_line_naming_it(unpermitted):
+    r = unpermitted["unreadable source"]
+    line = error_line(r["err"], "inspect")
+    assert r["status"] == 1
+    assert "Permission denied" in line and "/secret/model.safetensors" in line and "permissions" in line
 
 
 # --------------------------------------------------------------------------- signals

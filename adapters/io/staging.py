@@ -50,7 +50,6 @@ botcore.errors.OutputExistsError: output '...out' already exists; ...
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import re
@@ -61,7 +60,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from botcore._files import JOURNAL, Journal, check_parent, default_permissions
+from botcore._files import JOURNAL, OS_FIXES, Journal, check_parent, default_permissions
 from botcore.errors import OutputError, OutputExistsError
 
 __all__ = ["JOURNAL", "STAGE_TAG", "Journal", "Stage", "check_parent", "output_error", "stage_prefix"]
@@ -112,20 +111,6 @@ def _human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-_FIXES = {
-    errno.ENOSPC: "no space (or no free inodes) left on the device; free space there or choose an "
-                  "output on another disk",
-    errno.EDQUOT: "the disk quota is exceeded; free space or choose another location",
-    errno.EFBIG: "a file would exceed the largest file allowed (the shell's 'ulimit -f' or the file "
-                 "system's limit); raise the limit or choose an output on another disk",
-    errno.EACCES: "permission denied; choose a folder you can write to",
-    errno.EPERM: "operation not permitted; choose a folder you can write to",
-    errno.EROFS: "the file system is read-only; choose an output on a writable disk",
-    errno.ENAMETOOLONG: "the file name is too long; choose a shorter output path",
-    errno.EMFILE: "too many files are open; raise 'ulimit -n' or close other programs",
-}
-
-
 def output_error(exc: OSError, out) -> OutputError:
     """One clear :class:`OutputError` for a file-system failure while writing ``out``.
 
@@ -135,7 +120,7 @@ def output_error(exc: OSError, out) -> OutputError:
     "cannot write the output '/data/small': no space ...; nothing was written there"
     """
     out = os.path.abspath(out)
-    why = _FIXES.get(exc.errno) or (f"{exc.strerror or exc.__class__.__name__}; check the disk "
+    why = OS_FIXES.get(exc.errno) or (f"{exc.strerror or exc.__class__.__name__}; check the disk "
                                     "or choose another output path")
     err = OutputError(f"cannot write the output {out!r}: {why}; nothing was written there")
     err.errno = exc.errno

@@ -193,9 +193,18 @@ def target_from_args(args) -> dict:
 
 
 def _one_line(exc: BaseException) -> str:
+    from ..errors import BotError
+
     text = str(exc) if str(exc) else exc.__class__.__name__
-    if isinstance(exc, OSError) and exc.filename and exc.strerror:
-        text = f"{exc.strerror}: {exc.filename!r}"
+    if isinstance(exc, OSError) and not isinstance(exc, BotError) and exc.strerror:
+        import errno
+
+        from .._files import OS_FIXES
+
+        where = f": {exc.filename!r}" if exc.filename else ""
+        fix = "check that path's permissions" if exc.errno in (errno.EACCES, errno.EPERM) else \
+            OS_FIXES.get(exc.errno, "").split("; ", 1)[-1]
+        text = f"{exc.strerror}{where}" + (f" ({fix})" if fix else "")
     return " ".join(text.split())
 
 
