@@ -992,3 +992,28 @@ def test_shards_split_before_a_header_grows_past_what_readers_take(tmp_path, mon
     assert len(shards) > 3 and all(struct.unpack("<Q", (tmp_path / "out" / s).read_bytes()[:8])[0] < 2000
                                    for s in shards)
     output_loads(tmp_path / "out")
+
+
+def test_an_interrupt_during_the_moves_into_place_waits_for_them(tmp_path):
+    """SIGINT arriving between moving the old output aside and moving the new one in is held
+    back until both moves are done: with --overwrite the old output is never lost."""
+    from botcore._files import JOURNAL
+    from botcore.adapters.io.staging import Stage
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+
+    class InterruptedStage(Stage):
+        def _move(self, produced):
+            os.kill(os.getpid(), signal.SIGINT)  # delivered in the middle of the moves
+            super()._move(produced)
+
+    stage = InterruptedStage(out, overwrite=True)
+    stage.target.mkdir()
+    (stage.target / "new.txt").write_text("new")
+    with pytest.raises(KeyboardInterrupt):
+        stage.commit()
+    assert sorted(os.listdir(out)) == ["new.txt"]  # the new output, whole
+    assert str(out) in JOURNAL.committed  # so the CLI can say the output is complete
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # no staging folder, no lock

@@ -129,16 +129,26 @@ def output_error(exc: OSError, out) -> OutputError:
 
 @contextmanager
 def _signals_held():
-    """Hold SIGINT/SIGTERM back (main thread: delivered when the block ends)."""
-    held = {signal.SIGINT, signal.SIGTERM}
+    """Hold SIGINT/SIGTERM back for the block; deliver them (once each) when it ends.
+
+    Python-level handlers, not a signal mask: a process-directed signal may reach any
+    thread (BLAS pools, Dask), but Python handlers always run in the main thread.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    caught: list = []
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not None:  # None: a handler set outside Python, left alone
+            old[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
 
 
 class Stage:
