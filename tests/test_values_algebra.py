@@ -178,3 +178,37 @@ def test_torch_stencils_are_the_pywt_transform(wavelet):
     got = botcore.resize(torch.tensor(small), (6, 20, 4), wavelet=wavelet, roles=("depth", "out", "in"))
     want = reference.resize(small, (6, 20, 4), ("depth", "out", "in"), wavelet=wavelet)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+def test_weight_signal_select_is_select_with_its_roles():
+    x = np.random.default_rng(8).normal(size=(3, 4))
+    s = botcore.WeightSignal(x, ("out", "in"), name="w").select((5, 6))
+    np.testing.assert_array_equal(s.data, reference.select(x, (5, 6), ("out", "in")))
+    assert s.roles == ("out", "in") and s.name == "w" and s.shape == (5, 6)
+
+
+def test_pyramid_to_pywt_is_the_wavedecn_list():
+    import pywt
+
+    x = np.random.default_rng(9).normal(size=(32, 16))
+    got = botcore.decompose(x, 2, wavelet="db2").to_pywt()
+    want = pywt.wavedecn(x, "db2", mode="periodization", level=2)
+    assert len(got) == 3 and isinstance(got[1], dict)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-12)
+    for mine, theirs in zip(got[1:], want[1:]):
+        assert sorted(mine) == sorted(theirs)
+        for k in theirs:
+            np.testing.assert_allclose(mine[k], theirs[k], atol=1e-12)
+
+
+def test_botcore_resize_model_is_the_adapters_function():
+    from botcore.adapters import resize_model
+
+    x = {"encoder.layer.0.attention.self.query.weight": np.arange(16.0, dtype=np.float32).reshape(4, 4)}
+    cfg = dict(model_type="bert", num_hidden_layers=1, hidden_size=4, num_attention_heads=2,
+               intermediate_size=8)
+    a = botcore.resize_model(x, {"hidden": 2}, config=cfg, gain="function")
+    b = resize_model(x, {"hidden": 2}, config=cfg, gain="function")
+    assert set(a.params) == set(b.params) == set(x) and a.config == b.config
+    for k in x:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
