@@ -242,6 +242,9 @@ def resize_model(
         return resize_onnx_model(source, target, method=method, wavelet=wavelet, gain=gain,
                                  mode=mode, out=out, overwrite=overwrite, progress=progress)
     _check_out(source, out, overwrite)
+    from .execute import check_scheduler
+
+    check_scheduler(scheduler)
     plan = pipeline.plan(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
                          config=config, family=family, rotate=rotate, dtype=dtype,
                          check=lambda need: preflight(need, out=out, max_memory=max_memory),

@@ -25,6 +25,7 @@ Examples
 from __future__ import annotations
 
 import math
+import re
 
 from botcore.errors import OptionError
 
@@ -163,6 +164,18 @@ def run_local(plan, writer, *, progress=None, allow_nonfinite=False, measure=Fal
     return records
 
 
+_ADDRESS = re.compile(r"(tcp|tls|inproc|ucx|ws|wss)://[^/\s]+:\d+/?")
+
+
+def check_scheduler(scheduler) -> None:
+    """Refuse a scheduler address that cannot be one, before any work."""
+    if scheduler is None or not isinstance(scheduler, str):
+        return
+    if not _ADDRESS.fullmatch(scheduler.strip()):
+        raise OptionError(f"scheduler={scheduler!r} is not a Dask scheduler address; expected "
+                          "tcp://HOST:PORT (what `dask scheduler` prints, e.g. tcp://10.0.0.5:8786)")
+
+
 def _client(scheduler):
     try:
         from distributed import Client
@@ -170,9 +183,10 @@ def _client(scheduler):
         raise ImportError("scheduler= needs dask.distributed: pip install 'bot-scaling[dask]'") from None
     if not isinstance(scheduler, str):
         return scheduler, False  # an existing distributed.Client
+    check_scheduler(scheduler)
     try:
         return Client(scheduler, timeout="30s", set_as_default=False), True
-    except OSError as exc:
+    except (OSError, ValueError, TimeoutError) as exc:
         raise OptionError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start one "
                           "(dask scheduler) or pass the address it prints, e.g. tcp://HOST:8786") from None
 

@@ -564,10 +564,12 @@ def run(plan: Plan, *, writer=None, progress=None, measure: bool = False,
     try:
         options = dict(progress=progress, allow_nonfinite=allow_nonfinite, measure=measure,
                        chunk_bytes=None if memory else chunk_bytes)
-        if scheduler is None:
-            records = run_local(plan, writer, **options)
-        else:
-            records = run_cluster(plan, writer, scheduler, **options)
+        # kept NaN/Inf (allow_nonfinite) make arithmetic warn; the user asked for them
+        with np.errstate(all="ignore" if allow_nonfinite else "warn"):
+            if scheduler is None:
+                records = run_local(plan, writer, **options)
+            else:
+                records = run_cluster(plan, writer, scheduler, **options)
         result = writer.finish()
     except BaseException:
         writer.abort()

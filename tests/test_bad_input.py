@@ -309,7 +309,7 @@ CASES = [
     Case("boundary mode that breaks exact shapes", _resize("--hidden", "8", "--wavelet", "db2", "--mode", "zero"),
          E.ModeError, ("periodization",)),
     Case("--scheduler address without a port", _resize("--hidden", "8", "--scheduler", "nope"), E.OptionError,
-         ("scheduler", "tcp://HOST:PORT"), xfail="REQUESTS (reliability) 4: adapters/execute.py ValueError"),
+         ("scheduler", "tcp://HOST:PORT")),
     # ---- the output
     Case("output exists", lambda t: ["resize", _src(t), (t / "out", (t / "out").mkdir())[0], "--hidden", "8"],
          E.OutputExistsError, ("already exists", "--overwrite")),
@@ -399,8 +399,6 @@ def test_api_refuses_nonfinite_weights_naming_them():
         resize_model(_nan_params(), {"hidden": 8}, config=CONFIG)
 
 
-@pytest.mark.xfail(strict=True, reason="REQUESTS (reliability) 6: adapters/pipeline.py resize_one lets "
-                   "numpy warn (RuntimeWarning, an error under -W error) when allow_nonfinite=True")
 def test_api_keeps_nonfinite_weights_when_allowed_without_warnings():
     new, _ = resize_model(_nan_params(), {"hidden": 8}, config=CONFIG, allow_nonfinite=True)
     assert np.isnan(new[Q]).any()
@@ -997,8 +995,9 @@ def test_shards_split_before_a_header_grows_past_what_readers_take(tmp_path, mon
 def test_an_interrupt_during_the_moves_into_place_waits_for_them(tmp_path):
     """SIGINT arriving between moving the old output aside and moving the new one in is held
     back until both moves are done: with --overwrite the old output is never lost."""
-    from botcore._files import JOURNAL
     from botcore.adapters.io.staging import Stage
+
+    from botcore._files import JOURNAL
 
     out = tmp_path / "out"
     out.mkdir()
