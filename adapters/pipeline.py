@@ -44,6 +44,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Mapping
@@ -565,7 +566,8 @@ def run(plan: Plan, *, writer=None, progress=None, measure: bool = False,
         options = dict(progress=progress, allow_nonfinite=allow_nonfinite, measure=measure,
                        chunk_bytes=None if memory else chunk_bytes)
         # kept NaN/Inf (allow_nonfinite) make arithmetic warn; the user asked for them
-        with np.errstate(all="ignore" if allow_nonfinite else "warn"):
+        # ("warn" for all would also warn on underflow, which NumPy ignores by default)
+        with np.errstate(all="ignore") if allow_nonfinite else contextlib.nullcontext():
             if scheduler is None:
                 records = run_local(plan, writer, **options)
             else:
