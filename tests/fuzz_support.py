@@ -127,6 +127,15 @@ def output_loads(out) -> None:
     reader.close()
 
 
+class Blob(bytes):
+    """File bytes that print as their length and digest (hypothesis prints failing examples)."""
+
+    def __repr__(self) -> str:
+        import hashlib
+
+        return f"<{len(self)} bytes, sha256 {hashlib.sha256(self).hexdigest()[:12]}>"
+
+
 class Hang(Exception):
     """Raised by :func:`no_hang` when a call runs past its budget."""
 

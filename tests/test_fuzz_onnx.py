@@ -21,6 +21,7 @@ from fuzz_support import (
     FUZZ,
     FUZZ_EXAMPLES,
     FUZZ_LONG,
+    Blob,
     check_cli_outcome,
     minilm_onnx,
     outcome_label,
@@ -31,13 +32,6 @@ from hypothesis import strategies as st
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto  # noqa: E402
-
-
-class Blob(bytes):
-    """A serialized graph that prints as its length (hypothesis reprs strategy arguments)."""
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} bytes of ONNX>"
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,16 @@ import tempfile
 import tracemalloc
 
 import pytest
-from fuzz_support import FUZZ, FUZZ_LONG, bert_params, check_cli_outcome, no_hang, outcome_label, write_model
+from fuzz_support import (
+    FUZZ,
+    FUZZ_LONG,
+    Blob,
+    bert_params,
+    check_cli_outcome,
+    no_hang,
+    outcome_label,
+    write_model,
+)
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -90,7 +99,7 @@ def headers(draw):
     n = len(text) if not draw(rarely) else draw(st.one_of(st.integers(0, 2**64 - 1),
                                                                st.integers(0, len(text) + 64)))
     body = BODY[: draw(st.integers(0, len(BODY)))] if draw(rarely) else BODY
-    return struct.pack("<Q", n) + text + body
+    return Blob(struct.pack("<Q", n) + text + body)
 
 
 @st.composite
@@ -108,7 +117,7 @@ def damaged(draw):
             lo, hi = (0, min(len(data), 8 + _N)) if kind == "set-header" else (8 + _N, len(data))
             if lo < hi:
                 data[draw(st.integers(lo, hi - 1))] = draw(st.integers(0, 255))
-    return bytes(data)
+    return Blob(data)
 
 
 def _check_reader(data: bytes, folder: str) -> None:
