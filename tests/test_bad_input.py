@@ -810,7 +810,7 @@ def test_many_processes_racing_into_one_output_never_mix(tmp_path):
     procs = [subprocess.Popen(BOTCORE + ["resize", str(src), str(out), "--hidden", str(h), "--overwrite",
                                          "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for h in (4, 8, 32) * 2]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    results = [(p.returncode, err) for p in procs for _, err in [p.communicate(timeout=300)]]
     assert any(code == 0 for code, _ in results)
     for code, err in results:
         assert code == 0 or ("another botcore process" in err and len(err.strip().splitlines()) == 1), err
