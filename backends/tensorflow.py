@@ -8,6 +8,13 @@ float64 stays float64. Every operation is a TensorFlow op (gradients flow under
 ``tf.GradientTape``); nothing goes through NumPy except the small index arrays
 of the stencils. ``MODES`` is ``{"periodization"}``.
 
+Eagerly, a level on a tensor of at least :data:`XLA_MIN_SIZE` elements runs as
+one XLA-compiled function per (shape, filter bank, axis) (``tf.function(jit_compile=True)``,
+compiled once and cached by TensorFlow): XLA fuses the slices, products and
+sums of a level into one pass, which eager TensorFlow's op-by-op kernels cannot
+(2-5x faster on CPU, see ``docs/speed.md``). Smaller tensors, and calls inside a
+caller's ``tf.function``, run the ops directly.
+
 Importing this module imports tensorflow; the dispatcher only does so once a
 TensorFlow tensor has been seen or ``backend="tensorflow"`` is asked for.
 
@@ -25,7 +32,9 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import tensorflow as tf
@@ -137,14 +146,115 @@ def pairs(x, axis, w0, w1):
     return even * w0 + odd * w1
 
 
+# -- XLA-compiled levels ---------------------------------------------------------
+
+#: elements (of a level's larger side: its input shrinking, its output growing) from which an
+#: eager level runs XLA-compiled. Compiling a level costs about 0.3-2 s of CPU once per shape
+#: and axis (cached for the process); large levels repay it, small ones would not.
+XLA_MIN_SIZE = 1 << 20
+
+
+def _x_phases(x, axis):
+    s = shape(x)
+    half = s[axis] // 2
+    if not _packable(x, axis):
+        return axis_slice(x, axis, 0, 2, half), axis_slice(x, axis, 1, 2, half)
+    return _unpack(x)
+
+
+def _packable(x, axis: int) -> bool:
+    return axis == len(x.shape) - 1 and x.dtype == tf.float32 and sys.byteorder == "little"
+
+
+# XLA splits and interleaves the innermost axis slowly; read as the two halves of one
+# uint64 per pair, it is one fused elementwise pass. Bitcasts have no gradient, so the two
+# (linear, mutually transposed) maps declare each other as theirs.
+
+
+@tf.custom_gradient
+def _unpack(x):
+    """``(x[..., 0::2], x[..., 1::2])`` of a float32 ``x``."""
+    s = shape(x)
+    pairs = tf.bitcast(tf.reshape(x, s[:-1] + (s[-1] // 2, 2)), tf.uint64)
+    low = tf.bitwise.bitwise_and(pairs, tf.constant(0xFFFFFFFF, tf.uint64))
+    high = tf.bitwise.right_shift(pairs, tf.constant(32, tf.uint64))
+    even, odd = (tf.bitcast(tf.cast(p, tf.uint32), tf.float32) for p in (low, high))
+
+    def grad(g_even, g_odd):
+        g_even = tf.zeros_like(even) if g_even is None else g_even
+        g_odd = tf.zeros_like(odd) if g_odd is None else g_odd
+        return _pack(g_even, g_odd)
+
+    return (even, odd), grad
+
+
+@tf.custom_gradient
+def _pack(even, odd):
+    """Float32 ``even`` and ``odd`` interleaved along the last axis."""
+    lo = tf.cast(tf.bitcast(even, tf.uint32), tf.uint64)
+    hi = tf.bitwise.left_shift(tf.cast(tf.bitcast(odd, tf.uint32), tf.uint64), tf.constant(32, tf.uint64))
+    s = shape(even)
+    out = tf.reshape(tf.bitcast(tf.bitwise.bitwise_or(lo, hi), tf.float32), s[:-1] + (2 * s[-1],))
+
+    def grad(g):
+        return _unpack(g)
+
+    return out, grad
+
+
+def _x_lincomb(terms, weights):
+    return tf.add_n([t * w for t, w in zip(terms, weights)]) if len(terms) > 1 else terms[0] * weights[0]
+
+
+def _x_interleave(even, odd, axis):
+    return _pack(even, odd) if _packable(even, axis) else interleave(even, odd, axis)
+
+
+def _x_upsample(x, w_even, w_odd, axis):
+    if axis == len(x.shape) - 1:
+        return _x_interleave(x * w_even, x * w_odd, axis)
+    w = np.array([w_even, w_odd]).reshape((2,) + (1,) * (len(x.shape) - axis - 1))
+    return _merge(tf.expand_dims(x, axis + 1) * tf.constant(w, dtype=x.dtype), axis)
+
+
+# Under XLA, strided slices and broadcast products fuse into the level's one pass, so
+# the plain primitives beat the eager workarounds above (reshape/unstack, matvec).
+_XLA_OPS = SimpleNamespace(NAME=NAME, shape=shape, axis_slice=axis_slice, phases=_x_phases, gather=gather,
+                           concat=concat, lincomb=_x_lincomb, interleave=_x_interleave, upsample=_x_upsample,
+                           constant=lambda a, like: tf.constant(a, dtype=like.dtype))
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(kind: str, bank, axis: int, mode: str, detail: bool):
+    if kind == "dwt":
+        def level(x):
+            return _stencil.dwt(_XLA_OPS, x, bank, axis=axis, mode=mode, detail=detail)
+    else:
+        def level(a, d):
+            return _stencil.idwt(_XLA_OPS, a, d, bank, axis=axis, mode=mode)
+    return tf.function(level, jit_compile=True)
+
+
+def _fused(x, factor: int = 1) -> bool:
+    size = x.shape.num_elements() if isinstance(x, tf.Tensor) else None
+    return tf.executing_eagerly() and size is not None and factor * size >= XLA_MIN_SIZE
+
+
 # -- the contract ---------------------------------------------------------------
 
 
 def dwt(x, bank, *, axis, mode, detail):
+    if _fused(x):
+        _stencil.check_mode(mode, NAME)
+        return _compiled("dwt", bank, axis % len(x.shape), mode, bool(detail))(x)
     return _stencil.dwt(_this, x, bank, axis=axis, mode=mode, detail=detail)
 
 
 def idwt(a, d, bank, *, axis, mode):
+    ref = a if a is not None else d
+    if ref is not None and _fused(ref, 2):
+        _stencil.check_mode(mode, NAME)
+        return _compiled("idwt", bank, axis % len(ref.shape), mode, False)(a, d)
     return _stencil.idwt(_this, a, d, bank, axis=axis, mode=mode)
 
 

@@ -182,3 +182,25 @@ def test_tf_function_graph_mode():
     y = f(tf.constant(a))
     ref = botcore.resize(a, (8, 4), wavelet="db2", gain="function")
     assert float(np.abs(y.numpy() - ref).max()) <= 1e-5 * float(np.abs(ref).max())
+
+
+def test_tf_xla_compiled_levels_equal_the_eager_ops_with_gradients(monkeypatch):
+    """Large eager tensors run each level XLA-compiled (uint64 pair packing on the last axis)."""
+    tf = pytest.importorskip("tensorflow")
+    from botcore.backends import tensorflow as tb
+
+    rng = np.random.default_rng(5)
+    # db2: analysis on the last axis (unpacked pairs); Haar: growth of the last axis (packed pairs).
+    for wavelet, shape, dst in (("db2", (6, 10, 8), (3, 20, 4)), ("haar", (6, 10, 8), (6, 10, 16))):
+        v = tf.Variable(rng.normal(size=shape).astype(np.float32))
+        r = tf.constant(rng.normal(size=dst).astype(np.float32))
+        results = []
+        for threshold in (1, 1 << 62):  # every level compiled, then none
+            monkeypatch.setattr(tb, "XLA_MIN_SIZE", threshold)
+            with tf.GradientTape() as tape:
+                y = botcore.resize(v, dst, wavelet=wavelet)
+                loss = tf.reduce_sum(y * r)
+            results.append((y.numpy(), tape.gradient(loss, v).numpy()))
+        (y_xla, g_xla), (y_eager, g_eager) = results
+        assert np.abs(y_xla - y_eager).max() <= 1e-5 * np.abs(y_eager).max()
+        assert np.abs(g_xla - g_eager).max() <= 1e-5 * np.abs(g_eager).max()
