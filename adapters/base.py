@@ -38,7 +38,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from botcore.errors import ParameterKeyError, UnsupportedModelError
+from botcore.errors import BotError, ParameterKeyError, UnsupportedModelError
 from botcore.names import SIZES
 
 __all__ = ["SIZES", "Adapter", "Fusion", "Layout", "NativeOut", "Rule", "Spec", "View"]
@@ -145,6 +145,12 @@ class Spec:
         if not self.layered:
             return [self.template]
         return [self.template.replace("{layer}", str(i)) for i in range(layers)]
+
+
+#: Config keys that hold model sizes (every family's), checked before any size is computed.
+_CONFIG_SIZES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
+                 "intermediate_size", "head_dim", "n_layer", "n_embd", "n_head", "n_inner")
+_OPTIONAL_SIZES = ("num_key_value_heads", "head_dim", "n_inner", "intermediate_size")
 
 
 def rows_of(expr: str, sizes: Mapping[str, int]) -> int:
@@ -395,13 +401,36 @@ class Adapter:
                 start += n
         return out
 
+    def _checked_sizes(self, config: dict, natives: Mapping) -> dict:
+        """:meth:`sizes`, refusing any size that is not a positive integer with one clear error."""
+        bad = {k: config[k] for k in _CONFIG_SIZES if k in config and not (
+            (config[k] is None and k in _OPTIONAL_SIZES) or (type(config[k]) is int and config[k] >= 1))}
+        if bad:
+            raise UnsupportedModelError(
+                f"the {self.family} config gives sizes that are not positive integers: {bad}; expected "
+                "the checkpoint's own config.json (re-save it with model.config.save_pretrained)")
+        try:
+            sizes = self.sizes(config, natives)
+        except BotError:
+            raise
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
+            raise UnsupportedModelError(
+                f"the {self.family} config has a size that is not a positive integer ({exc}); expected "
+                "the checkpoint's own config.json (re-save it with model.config.save_pretrained)") from None
+        bad = {k: v for k, v in sizes.items() if type(v) is not int or v < 1}
+        if bad:
+            raise UnsupportedModelError(
+                f"the {self.family} config gives sizes that are not positive integers: {bad}; expected "
+                "the checkpoint's own config.json (re-save it with model.config.save_pretrained)")
+        return sizes
+
     def layout(self, infos: Mapping, config: Mapping, *, ties: Mapping | None = None) -> Layout:
         """Plan a checkpoint from its tensor records (no data); ``ties`` are confirmed ties."""
         config = dict(config)
         ties = dict(ties or {})
         dropped = {n: why for n in infos if (why := self.drop_reason(n)) is not None}
         natives = {n: i for n, i in infos.items() if n not in dropped and n not in ties}
-        sizes = self.sizes(config, natives)
+        sizes = self._checked_sizes(config, natives)
         foreign = {n: i for n, i in natives.items() if getattr(i, "rule", None) is not None}
         views = self.views({n: i for n, i in natives.items() if n not in foreign}, sizes)
         views.update({n: View(n, tuple(i.shape)) for n, i in foreign.items()})
@@ -493,13 +522,15 @@ def _layer_of(name: str, m, rule: Rule) -> tuple[int, str]:
 
 def _spec(signal: str, entry: dict, virtual: Mapping, sizes: Mapping[str, int]) -> Spec:
     rule, layers = entry["rule"], entry["layers"]
-    if rule.layered and sorted(layers) != list(range(sizes["layers"])):
-        missing = sorted(set(range(sizes["layers"])) - set(layers))
-        extra = sorted(set(layers) - set(range(sizes["layers"])))
+    n, found = sizes["layers"], set(layers)
+    if rule.layered and (len(found) != n or min(found) != 0 or max(found) != n - 1):
+        missing = [i for i in range(min(n, len(found) + 8)) if i not in found][:8]
+        extra = sorted(i for i in found if i >= n)[:8]
+        more = " (the first ones)" if len(missing) == 8 or len(extra) == 8 else ""
         raise ParameterKeyError(
-            f"signal {signal!r} ({entry['template']!r}) is missing layers {missing} "
-            f"and has unexpected layers {extra}, but the config says "
-            f"{sizes['layers']} layers; pass a complete checkpoint and its own config")
+            f"signal {signal!r} ({entry['template']!r}) is missing layers {missing} and has unexpected "
+            f"layers {extra}{more}, but the config says {n} layers and the checkpoint has {len(found)}; "
+            "pass a complete checkpoint and its own config")
     members = tuple(layers[i] for i in sorted(layers))
     native = iter(virtual[members[0]].shape)
     canonical = []

@@ -87,9 +87,7 @@ def test_fuzz_config_fields(cfg, target):
 NO_SHRINK = dict(phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 
-@pytest.mark.xfail(strict=True, reason="REQUESTS.md (reliability helper) 1: adapters/base.py "
-                   "crashes on config sizes that are not positive ints")
-@settings(FUZZ, **NO_SHRINK)
+@settings(FUZZ)
 @given(valued_configs(), targets)
 def test_fuzz_config_values(cfg, target):
     _check(cfg, target)
@@ -103,8 +101,7 @@ def test_fuzz_config_fields_long(cfg, target):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="REQUESTS.md (reliability helper) 1")
-@settings(FUZZ_LONG, **NO_SHRINK)
+@settings(FUZZ_LONG)
 @given(valued_configs(), targets)
 def test_fuzz_config_values_long(cfg, target):
     _check(cfg, target)
