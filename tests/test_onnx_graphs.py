@@ -17,13 +17,23 @@ import warnings
 
 import numpy as np
 import pytest
-from test_onnx_helpers import (assert_close, expected_backbone, export, load, numpy_params, onnx, perturb, run,
-                               torch, transformers)
-
-import botcore
 import reference
 from botcore.adapters import resize_model
 from botcore.adapters.registry import get_adapter
+from test_onnx_helpers import (
+    assert_close,
+    expected_backbone,
+    export,
+    load,
+    numpy_params,
+    onnx,
+    perturb,
+    run,
+    torch,
+    transformers,
+)
+
+import botcore
 from botcore.errors import UnsupportedModelError
 
 
@@ -90,7 +100,8 @@ def _seg_twin(model, sizes, *, conv1):
 
 
 @pytest.mark.parametrize("target", [{"hidden": 32, "layers": 2}, {"hidden": 128, "layers": 8},
-                                    {"hidden": 48, "heads": 4}], ids=["shrink", "grow", "nondyadic"])
+                                    pytest.param({"hidden": 48, "heads": 4}, marks=pytest.mark.slow)],
+                         ids=["shrink", "grow", "nondyadic"])
 def test_vit_with_a_convolutional_decoder_tapping_two_blocks(target, seg_graph, tmp_path):
     """The decoder's first convolution reads ``2 * hidden`` channels (two taps concatenated): its
     input axis is resized as ``(fixed, in)`` and its outputs kept; the taps on blocks 2 and 4 move
@@ -219,8 +230,8 @@ DINO = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, mlp_rati
             layerscale_value=0.5)
 
 
-@pytest.mark.parametrize("exporter,gain", [("dynamo", "std"),
-                                           pytest.param("torchscript", "function", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("exporter,gain", [("torchscript", "function"),
+                                           pytest.param("dynamo", "std", marks=pytest.mark.slow)])
 def test_dinov2_blocks_with_layerscale(exporter, gain, tmp_path):
     """DINOv2: LayerScale gains (``layer_scale1.lambda1``) are resized with their blocks. (The
     TorchScript export folds ``position_embeddings[:, :1]`` and ``[:, 1:]`` into two constants of
@@ -330,7 +341,8 @@ def llama_graph(tmp_path_factory):
 
 
 @pytest.mark.parametrize("target", [{"hidden": 32, "layers": 1}, {"head_dim": 8, "kv_heads": 1},
-                                    {"hidden": 96, "heads": 8, "kv_heads": 4, "layers": 3}],
+                                    pytest.param({"hidden": 96, "heads": 8, "kv_heads": 4, "layers": 3},
+                                                 marks=pytest.mark.slow)],
                          ids=["shrink", "head_dim+gqa", "grow"])
 def test_llama_decomposed_rmsnorm_rope_and_gqa(target, llama_graph, tmp_path):
     """Decomposed RMSNorm, RoPE (the frequency table is recomputed for a new head_dim, the
@@ -470,9 +482,12 @@ def test_an_ort_optimised_bert(target, tmp_path):
 
 
 # =========================================================================== float16
-def test_a_float16_export(tmp_path):
-    """A half-precision dynamo export: weights and constants stay float16; the result equals
-    resize_model on the float16 twin, exported the same way (both run in float16)."""
+@pytest.mark.parametrize("reexport", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["twin", "reexport"])
+def test_a_float16_export(reexport, tmp_path):
+    """A half-precision dynamo export: weights and constants stay float16; the result matches the
+    twin with float16-rounded expected weights (float32 arithmetic: within 2e-2), and resize_model
+    on the float16 twin exported the same way (both graphs run in float16 by ONNX Runtime, whose
+    float16 kernels round differently from run to run by up to one float16 step: within 2e-3)."""
     model = perturb(_bert(BERT), 10).half()
     feeds = _bert_feeds(2, 7)
     kw = dict(exporter="dynamo", names=["input_ids", "attention_mask"], outputs=["out"], dims=[{0: "b", 1: "s"}] * 2)
@@ -489,6 +504,8 @@ def test_a_float16_export(tmp_path):
     load(twin, {k: v.astype(np.float16) for k, v in expect.items()})  # float32 twin, float16-rounded weights
     cases = [_bert_feeds(2, 5, 1), _bert_feeds(3, 11, 2)]
     _ort_and_twin(tmp_path / "out.onnx", _Hidden(twin), cases, tol=2e-2)
+    if not reexport:
+        return
     ref = resize_model({k: v.detach() for k, v in model.state_dict().items()}, {"hidden": 32, "layers": 1},
                        config=model.config.to_dict(), gain="function")
     half = load(_bert(BERT, hidden_size=s["hidden"], num_attention_heads=s["heads"], intermediate_size=s["ffn"],
@@ -497,7 +514,7 @@ def test_a_float16_export(tmp_path):
     ref_path = export(_Hidden(half), tuple(feeds.values()), tmp_path / "ref.onnx", **kw)
     for case in cases:
         f = {k: v.numpy() for k, v in case.items()}
-        assert_close(run(tmp_path / "out.onnx", f)[0], run(ref_path, f)[0])
+        assert_close(run(tmp_path / "out.onnx", f)[0], run(ref_path, f)[0], tol=2e-3)
 
 
 # =========================================================================== refusals

@@ -53,7 +53,8 @@ def perturb(model, seed):
 
 
 def export(module, args, path, *, exporter, names, outputs, dims):
-    """Export ``module`` like a user would: TorchScript (opset 17) or dynamo (opset 20, external data)."""
+    """Export ``module`` like a user would: TorchScript (opset 17; ``torchscript14``: opset 14, where
+    LayerNorm is decomposed into primitive operators) or dynamo (opset 20, external data)."""
     module = module.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -65,7 +66,8 @@ def export(module, args, path, *, exporter, names, outputs, dims):
                               output_names=outputs, dynamic_shapes=shapes, verbose=False)
         else:
             axes = {n: d for n, d in zip(names, dims) if d}
-            torch.onnx.export(module, tuple(args), str(path), dynamo=False, opset_version=17,
+            torch.onnx.export(module, tuple(args), str(path), dynamo=False,
+                              opset_version=14 if exporter == "torchscript14" else 17,
                               input_names=names, output_names=outputs, dynamic_axes=axes)
     module.eval()
     return Path(path)
@@ -112,7 +114,14 @@ def sizes_of(result) -> dict:
 
 
 def assert_close(got, want, *, tol=TOL, what=""):
+    """``got`` equals ``want`` within ``tol`` (max abs difference); with ``BOTCORE_ONNX_REPORT=path``
+    set, every measured difference is appended to that file (test, what, max abs difference)."""
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, (what, got.shape, want.shape)
     assert np.all(np.isfinite(got)), what
+    report = os.environ.get("BOTCORE_ONNX_REPORT")
+    if report:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+        with open(report, "a", encoding="utf-8") as f:
+            f.write(f"{test}\t{what or '-'}\t{float(np.max(np.abs(got - want), initial=0.0)):.3g}\n")
     np.testing.assert_allclose(got, want, atol=tol, rtol=0, err_msg=what)

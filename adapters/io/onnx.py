@@ -148,6 +148,9 @@ class _Data:
     """
 
     def __init__(self, tensors: dict, path: Path | None):
+        import threading
+
+        self._lock = threading.Lock()
         self.path = path
         self.shapes = {n: (tuple(t.shape), _np_dtype(t.elem_type)) for n, t in tensors.items()}
         self.offsets: dict = {}
@@ -170,14 +173,23 @@ class _Data:
             if not shape or 0 in shape:
                 return np.zeros(shape, dtype)
             return np.memmap(self.path, dtype=dtype, mode="r+", offset=self.offsets[name], shape=shape)
-        if name not in self.arrays:
-            self.arrays[name] = np.empty(shape, dtype)
+        with self._lock:  # Dask threads may write tiles of one tensor at the same time
+            if name not in self.arrays:
+                self.arrays[name] = np.empty(shape, dtype)
         return self.arrays[name]
 
     def __getstate__(self):
         if self.path is None:
             raise OutputError("internal: an in-memory ONNX output cannot be written by other processes")
-        return dict(self.__dict__)
+        state = dict(self.__dict__)
+        state.pop("_lock")
+        return state
+
+    def __setstate__(self, state):
+        import threading
+
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 def _np_dtype(elem_type: int) -> np.dtype:

@@ -158,6 +158,18 @@ class Analysis:
                     "cannot change the depth of this ONNX graph: its blocks differ in structure and "
                     f"values inside blocks are used outside them (e.g. {self.blocks.taps[0][3]!r}); "
                     "keep layers as it is")
+            local = self._block_local_foreign()
+            if local:
+                raise UnsupportedModelError(
+                    f"cannot change the depth of this ONNX graph: tensor {local[0]!r} inside a block has no "
+                    "family rule, and the blocks differ in structure, so it has no counterpart in the "
+                    "other blocks to resize it with along depth; keep layers as it is")
+
+    def _block_local_foreign(self) -> list:
+        """Foreign tensors used inside one block that are not stacked over the blocks."""
+        labels = self.backbone.node_layer
+        return [f.members[0] for f in self.foreign.values() if not f.stacked and
+                {labels[i] for i, _ in f.uses[0]} - {None}]
 
 
 # =========================================================================== seeds

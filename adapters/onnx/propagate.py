@@ -174,6 +174,12 @@ class Propagation:
         """Give ``slot`` the label ``dim`` (merged with what it has); True if anything changed."""
         if dim is None:
             return False
+        size = self.size(slot)
+        if isinstance(size, int) and self.alg.value(dim) != size:
+            self.findings.append(Finding(dim.atoms, (
+                f"{where}: axis {slot[1]} of {self.value_of(slot[0])!r} has {size} elements but would "
+                f"carry {dim} = {self.alg.value(dim)}; keep {_which(dim)} as it is")))
+            return False
         root = self.find(slot)
         old = self.state.label.get(root)
         if old is not None:
