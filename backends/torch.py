@@ -113,19 +113,100 @@ def interleave(even, odd, axis):
 
 
 def upsample(x, w_even, w_odd, axis):
+    if w_even == w_odd and x.numel():
+        # Haar: duplicate every sample (nearest-neighbour upsampling on the last axis, expand +
+        # reshape elsewhere), then scale the fresh result in place: one new allocation, and
+        # no product with an inner size-2 axis (twice as slow on the last axis).
+        if axis == x.dim() - 1:
+            y = torch.nn.functional.interpolate(x.reshape(-1, 1, x.shape[-1]), size=2 * x.shape[-1], mode="nearest")
+            y = y.reshape(*x.shape[:-1], 2 * x.shape[-1])
+        else:
+            y = x.unsqueeze(axis + 1).expand(*x.shape[: axis + 1], 2, *x.shape[axis + 1 :])
+            y = y.clone(memory_format=torch.contiguous_format).flatten(axis, axis + 1)  # never a view of x
+        return y.mul_(w_even)
     w = torch.tensor([w_even, w_odd], dtype=x.dtype, device=x.device)
     w = w.reshape((2,) + (1,) * (x.dim() - axis - 1))
     return (x.unsqueeze(axis + 1) * w).flatten(axis, axis + 1)
+
+
+# -- without autograd: levels written into one output, no periodic-extension copy --
+
+
+def _offsets(stencil, n: int):
+    before = 0 if stencil.index is None else (-int(stencil.index[0])) % n
+    return [(start - before, w) for start, w in stencil.taps]
+
+
+def _level_into(out, terms, step: int, n: int, axis: int) -> None:
+    """``out[k] = sum w * src[(o + step * k) mod n]`` along ``axis`` for ``terms`` ``(src, o, w)``.
+
+    The interior reads ``src`` through strided views; the few samples at each end
+    whose taps wrap around are written one by one from single slices. (Joining a
+    periodic extension of a large tensor first, ``torch.cat``, costs more than the
+    whole level.)
+    """
+    count = out.shape[axis]
+    lo, hi = min(o for _, o, _ in terms), max(o for _, o, _ in terms)
+    k_lo = min(count, max(0, -(lo // step)))
+    k_hi = max(k_lo, min(count, (n - 1 - hi) // step + 1))
+    pieces = [(k_lo, k_hi - k_lo, [(axis_slice(src, axis, o + step * k_lo, step, k_hi - k_lo), w)
+                                   for src, o, w in terms])] if k_hi > k_lo else []
+    for k in [*range(k_lo), *range(k_hi, count)]:
+        pieces.append((k, 1, [(src.narrow(axis, (o + step * k) % n, 1), w) for src, o, w in terms]))
+    for k0, length, parts in pieces:
+        view = out.narrow(axis, k0, length)
+        torch.mul(parts[0][0], parts[0][1], out=view)
+        for t, w in parts[1:]:
+            view.add_(t, alpha=w)
+
+
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _fast_dwt(x, bank, axis: int, detail: bool):
+    n = x.shape[axis]
+    if n % 2 or n == 0:
+        return _stencil.dwt(_this, x, bank, axis=axis, mode="periodization", detail=detail)
+    out = []
+    for band in ("a", "d") if detail else ("a",):
+        y = x.new_empty(x.shape[:axis] + (n // 2,) + x.shape[axis + 1 :])
+        terms = [(x, o, w) for o, w in _offsets(_stencil._analysis(bank, n, band), n)]
+        _level_into(y, terms, 2, n, axis)
+        out.append(y)
+    return out[0], (out[1] if detail else None)
+
+
+def _fast_idwt(a, d, bank, axis: int):
+    ref = a if a is not None else d
+    half = ref.shape[axis]
+    bands = [(c, band) for c, band in ((a, "a"), (d, "d")) if c is not None]
+    phases = [[(c, o, w) for c, band in bands for o, w in _offsets(_stencil._synthesis(bank, half, band, p), half)]
+              for p in (0, 1)]
+    if len(bands) == 1 and len(phases[0]) == 1 and phases[0][0][1:] == phases[1][0][1:] == (0, phases[0][0][2]):
+        return upsample(ref, phases[0][0][2], phases[1][0][2], axis)  # Haar
+    y = ref.new_empty(ref.shape[:axis] + (2 * half,) + ref.shape[axis + 1 :])
+    for p, terms in enumerate(phases):
+        _level_into(axis_slice(y, axis, p, 2, half), terms, 1, half, axis)
+    return y
 
 
 # -- the contract ---------------------------------------------------------------
 
 
 def dwt(x, bank, *, axis, mode, detail):
+    if not _needs_grad(x) and isinstance(x, torch.Tensor):
+        _stencil.check_mode(mode, NAME)
+        return _fast_dwt(x, bank, axis % x.dim(), bool(detail))
     return _stencil.dwt(_this, x, bank, axis=axis, mode=mode, detail=detail)
 
 
 def idwt(a, d, bank, *, axis, mode):
+    ref = a if a is not None else d
+    same = a is None or d is None or (a.shape == d.shape and a.dtype == d.dtype)
+    if isinstance(ref, torch.Tensor) and same and not _needs_grad(a, d):
+        _stencil.check_mode(mode, NAME)
+        return _fast_idwt(a, d, bank, axis % ref.dim())
     return _stencil.idwt(_this, a, d, bank, axis=axis, mode=mode)
 
 
