@@ -321,6 +321,36 @@ def after(x, parent):
     return da.Array(hlg, name, x.chunks, meta=x._meta)
 
 
+# -- reading large sources -------------------------------------------------------
+
+
+class _Sliceable:
+    """``a``'s shape, dtype and slicing, without the ``copy()`` that ``da.from_array`` makes of arrays."""
+
+    def __init__(self, a):
+        self._a, self.shape, self.dtype, self.ndim = a, tuple(a.shape), np.dtype(a.dtype), len(a.shape)
+
+    def __getitem__(self, key):
+        return np.asarray(self._a[key])
+
+
+def from_sliceable(a, chunks="auto", *, name: str | None = None) -> da.Array:
+    """A Dask array that reads ``a`` (an ``np.memmap``, an h5py or zarr dataset, ...) block by block.
+
+    ``dask.array.from_array`` copies NumPy arrays it is given (an ``np.memmap`` of a
+    37 GB tensor would be read whole into memory); this wraps ``a`` so that only the
+    blocks being computed are read.
+
+    >>> import numpy as np
+    >>> x = from_sliceable(np.arange(12.0).reshape(3, 4), chunks=(2, 2))
+    >>> x.chunks, float(x.sum().compute())
+    (((2, 1), (2, 2)), 66.0)
+    """
+    if name is None:
+        name = "from-sliceable-" + tokenize(id(a), getattr(a, "filename", None), tuple(a.shape), str(a.dtype))
+    return da.from_array(_Sliceable(a), chunks=chunks, name=name, meta=np.empty((0,) * len(a.shape), a.dtype))
+
+
 # -- the rest of the contract ---------------------------------------------------
 
 
@@ -374,7 +404,7 @@ def _mean(size, parts) -> float:
 
 
 def _root(size, parts) -> float:
-    return math.sqrt(_sum_rows(parts) / size) if size else 0.0
+    return np.float64(math.sqrt(_sum_rows(parts) / size) if size else 0.0)
 
 
 def std(x):

@@ -267,6 +267,30 @@ def test_resizing_a_lazy_array_holds_a_few_chunks_not_the_array(tmp_path):
         assert same_bits(out[tile], botcore.resize(block, tuple(s // 2 for s in block.shape)))
 
 
+def test_an_on_disk_memmap_is_read_block_by_block(tmp_path):
+    """``from_sliceable`` does not copy the memmap (``da.from_array`` does, in recent dask)."""
+    shape = (16, 256, 1024)  # 16 MiB
+    src = np.memmap(tmp_path / "src.f32", dtype=np.float32, mode="w+", shape=shape)
+    src[:] = np.random.default_rng(3).standard_normal(shape, dtype=np.float32)
+    src.flush()
+    src = np.memmap(tmp_path / "src.f32", dtype=np.float32, mode="r", shape=shape)
+    with open("/proc/self/status") as f:
+        has_anon = "RssAnon:" in f.read()
+    before = _anon_mib() if has_anon else 0.0
+    x = dask_backend.from_sliceable(src, chunks=(2, 128, 1024))
+    if has_anon:
+        assert _anon_mib() - before < 8, "wrapping the memmap copied it"
+    out = np.memmap(tmp_path / "out.f32", dtype=np.float32, mode="w+", shape=(8, 512, 512))
+    with synchronous():
+        da.store(botcore.resize(x, out.shape, wavelet="db2"), out)
+    assert same_bits(np.asarray(out), botcore.resize(np.asarray(src), out.shape, wavelet="db2"))
+
+
+def _anon_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:")) / 1024
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("wavelet, gain", [("haar", "std"), ("db2", "paper"), ("db2", "std")])
 def test_resizing_a_large_lazy_array_stays_bounded(tmp_path, wavelet, gain):
