@@ -70,7 +70,9 @@ def preflight(need, *, out=None, max_memory=None) -> None:
     total = need.peak + (need.output if out is None else 0)
     if total > limit:
         held = " plus the whole result, which stays in memory without out=" if out is None else ""
-        fix = "write to disk with out=, " if out is None else ""
+        fix = "write to disk with out= (large signals then go through Dask block by block), " \
+            if out is None else "lower chunk_bytes (--chunk-bytes) so more signals go through Dask " \
+            "block by block, run on a cluster (--scheduler), "
         raise ResourceError(
             f"this resize needs about {human(total)} of memory at its peak (signal {need.largest!r} "
             f"of target shape {need.largest_shape}{held}) but the limit is {human(limit)} "
