@@ -131,8 +131,17 @@ class ONNXReader:
     def copy_extras(self, dest: Path) -> list[str]:
         return []
 
+    def check_target(self, sizes) -> None:
+        """Refuse target ``sizes`` this graph cannot follow (the writer does too, before any data)."""
+        self.analysis.check(sizes)
+
     def close(self) -> None:
         self._analysis = None
+
+    def __getstate__(self):  # for Dask workers: the analysis is redone there, on first use
+        state = dict(self.__dict__)
+        state["_analysis"] = None
+        return state
 
 
 def open_reader(source, *, config=None) -> ONNXReader:

@@ -175,7 +175,10 @@ class _Namer:
         return k < len(node.input) and bool(node.input[k]) and self.index.is_const(node.input[k])
 
     def init_names(self, i, k) -> list:
-        name = self.index.source(self.index.nodes[i].input[k])
+        node = self.index.nodes[i]
+        if k >= len(node.input) or not node.input[k]:
+            return []
+        name = self.index.source(node.input[k])
         c = self.spec.canonical(name)
         return [c[1]] if c is not None else []
 
@@ -591,9 +594,10 @@ def rope_base(freqs) -> float | None:
     n = freqs.size
     if n < 2 or freqs[0] != 1 or np.any(freqs <= 0):
         return None
-    base = float(freqs[1] ** (-n))
-    expect = base ** (-np.arange(n) / n)
-    if not np.allclose(freqs, expect, rtol=1e-4):
+    with np.errstate(all="ignore"):
+        base = float(freqs[1] ** (-n))
+        expect = base ** (-np.arange(n) / n)
+    if not np.isfinite(base) or not np.allclose(freqs, expect, rtol=1e-4):
         return None
     nice = float(round(base))
     return nice if abs(nice - base) <= 1e-4 * base else base

@@ -29,6 +29,8 @@ Examples
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = ["LIMIT", "fold_shapes"]
@@ -155,7 +157,9 @@ def fold_shapes(light, shapes: dict, *, limit: int = LIMIT):
             continue
         args = [values.get(v) if v else None for v in node.input]
         try:
-            out = _evaluate(node, args, shapes)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # overflow or NaN in a folded value is no error here
+                out = _evaluate(node, args, shapes)
         except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError, AttributeError):
             out = None
         if out is not None and np.asarray(out).size <= limit:
