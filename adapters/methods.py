@@ -138,14 +138,31 @@ def _select_heads(data, roles, shape):
     return botcore.select(data, partial, roles=roles), "heads by selection"
 
 
+def _fractional_by_selection(data, roles, shape, *, wavelet, mode, gain):
+    """BoT on the dyadic levels only; every fractional step is done by uniform selection.
+
+    A shrink selects down to the size the analysis levels start from (``m * 2**j``),
+    a growth replicates from the size the synthesis levels end at.
+    """
+    axes = botcore.plan(tuple(data.shape), tuple(shape), wavelet=wavelet, mode=mode).axes
+    pre = tuple(a.fraction[1] if a.fraction and a.direction == "shrink" else a.src for a in axes)
+    mid = tuple(a.fraction[0] if a.fraction and a.direction == "grow" else a.dst for a in axes)
+    if pre != tuple(data.shape):
+        data = botcore.select(data, pre, roles=roles)
+    data = botcore.resize(data, mid, roles=roles, wavelet=wavelet, mode=mode, gain=gain)
+    return botcore.select(data, shape, roles=roles) if mid != tuple(shape) else data
+
+
 def _bot(data, roles, shape, *, wavelet, mode, gain, residual, depth_growth, detail_noise, seed, name,
-         heads=None):
+         heads=None, fractional=None):
     src = tuple(data.shape)
     notes = [f"bot: wavelet={wavelet} mode={mode} gain={gain}"]
     if depth_growth not in (None, *DEPTH_GROWTH):
         raise OptionError(f"depth_growth={depth_growth!r} is not offered; expected one of {DEPTH_GROWTH}")
     if heads not in (None, "wavelet", "select"):
         raise OptionError(f"heads={heads!r} is not offered; expected 'wavelet' or 'select'")
+    if fractional not in (None, "area", "select"):
+        raise OptionError(f"fractional={fractional!r} is not offered; expected 'area' or 'select'")
     if depth_growth == "identity":
         data, note = _identity_depth(data, roles, shape, residual)
         if note:
@@ -154,7 +171,13 @@ def _bot(data, roles, shape, *, wavelet, mode, gain, residual, depth_growth, det
         data, note = _select_heads(data, roles, shape)
         if note:
             notes.append(note)
-    out = botcore.resize(data, shape, roles=roles, wavelet=wavelet, mode=mode, gain=gain)
+    if fractional == "select":
+        out = _fractional_by_selection(data, roles, shape, wavelet=wavelet, mode=mode, gain=gain)
+        if any(a.fraction for a in botcore.plan(tuple(data.shape), tuple(shape), wavelet=wavelet,
+                                                mode=mode).axes):
+            notes.append("fractional steps by selection")
+    else:
+        out = botcore.resize(data, shape, roles=roles, wavelet=wavelet, mode=mode, gain=gain)
     if detail_noise is not None:
         if wavelet != "haar":
             raise OptionError(f"detail_noise= keeps the function only for Haar growth (replicated "
@@ -167,7 +190,7 @@ def _bot(data, roles, shape, *, wavelet, mode, gain, residual, depth_growth, det
 
 
 def resize_signal(data, roles, shape, *, method, wavelet, mode, gain, residual=False,
-                  depth_growth=None, detail_noise=None, seed=0, name="", heads=None):
+                  depth_growth=None, detail_noise=None, seed=0, name="", heads=None, fractional=None):
     """``(array, treatment)`` for one signal; see the module table.
 
     ``depth_growth``, ``detail_noise`` and ``seed`` are options of ``method="bot"``
@@ -181,7 +204,7 @@ def resize_signal(data, roles, shape, *, method, wavelet, mode, gain, residual=F
     if method == "bot":
         return _bot(data, roles, shape, wavelet=wavelet, mode=mode, gain=gain, residual=residual,
                     depth_growth=depth_growth, detail_noise=detail_noise, seed=seed, name=name,
-                    heads=heads)
+                    heads=heads, fractional=fractional)
     if method == "weight_selection":
         return botcore.select(data, shape, roles=roles), "weight selection (uniform indices)"
     if method == "layer_select":

@@ -81,6 +81,7 @@ BOT_OPTIONS = {
     "energysort": {"reorder": "sort"},    # post-LN: stream channels sorted by energy
     "pcaln": {"reorder": "pca"},          # post-LN: approximate rotation onto the principal subspace
     "hsel": {"heads": "select"},          # whole attention heads kept by selection, the rest BoT
+    "fsel": {"fractional": "select"},     # fractional (non-dyadic) steps by selection, dyadic levels BoT
 }
 
 

@@ -92,3 +92,20 @@ def test_growth_options_are_refused_where_they_do_not_apply():
     with pytest.raises(OptionError, match="depth_growth"):
         resize_signal(x, ("out", "in"), (4, 8), method="bot", wavelet="haar", mode="periodization",
                       gain="function", depth_growth="copy")
+
+
+def test_fractional_steps_by_selection_keep_the_dyadic_levels_of_bot():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 12, 48))
+    roles = ("depth", "out", "in")
+    kw = dict(method="bot", wavelet="haar", mode="periodization", gain="function")
+    sel, note = resize_signal(x, roles, (4, 8, 24), fractional="select", **kw)  # 6->4, 12->8: fractional
+    ws, _ = resize_signal(x, roles, (4, 8, 48), method="weight_selection", wavelet="haar",
+                          mode="periodization", gain="function")
+    plain, _ = resize_signal(ws, roles, (4, 8, 24), **kw)  # then one Haar level on the last axis
+    np.testing.assert_allclose(sel, plain)
+    assert "selection" in note
+    dyadic, _ = resize_signal(x, roles, (3, 6, 24), fractional="select", **kw)
+    np.testing.assert_allclose(dyadic, resize_signal(x, roles, (3, 6, 24), **kw)[0])
+    grown, _ = resize_signal(x[:, :, :8], roles, (9, 12, 24), fractional="select", **kw)
+    assert grown.shape == (9, 12, 24)
