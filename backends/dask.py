@@ -396,7 +396,7 @@ def _std_delayed(x, start=None):
 
 
 def _blocks(x) -> list:
-    return x.to_delayed().ravel().tolist()
+    return x.to_delayed(optimize_graph=False).ravel().tolist()
 
 
 def _mean(size, parts) -> float:
