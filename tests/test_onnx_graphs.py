@@ -484,6 +484,34 @@ def test_an_ort_optimised_bert(target, tmp_path):
     assert_close(run(tmp_path / "out.onnx", f)[0], run(ref_path, f)[0], what=_REEXPORT)
 
 
+@pytest.mark.slow
+def test_an_ort_optimised_gpt2_changes_width_and_refuses_depth(tmp_path):
+    """GPT-2 through the optimizer: SkipLayerNormalization (the residual add fused into the next
+    block's ln_1) and FastGelu. Width changes work; a depth change is refused by name, because the
+    residual stream between blocks is computed inside the next block's fused normalisation."""
+    from onnxruntime.transformers.optimizer import optimize_model
+    from test_onnx_resize import FAMILIES, export_family, source_sizes, torch_inputs, twin
+
+    spec = FAMILIES["gpt2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = perturb(spec["build"](dict(spec["config"])), 12)
+    raw = export_family(model, "gpt2", tmp_path / "gpt2.onnx", "dynamo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimize_model(str(raw), model_type="gpt2", num_heads=4, hidden_size=64).save_model_to_file(
+            str(tmp_path / "opt.onnx"))
+    assert {"FastGelu", "SkipLayerNormalization"} <= {n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node}
+    got = resize_model(str(tmp_path / "opt.onnx"), {"hidden": 32}, out=tmp_path / "out.onnx", gain="function")
+    onnx.checker.check_model(str(tmp_path / "out.onnx"), full_check=True)
+    expect = twin(model, "gpt2", got.sizes, expected_backbone(numpy_params(model), source_sizes(model, "gpt2"),
+                                                              got.sizes, gain="function"))
+    feeds = [torch_inputs("gpt2", b, q, seed=b) for b, q in ((2, 5), (3, 11))]
+    _ort_and_twin(tmp_path / "out.onnx", spec["wrap"](expect), feeds)
+    with pytest.raises(UnsupportedModelError, match="depth.*block 0"):
+        resize_model(str(tmp_path / "opt.onnx"), {"layers": 1}, out=tmp_path / "deep.onnx")
+
+
 # =========================================================================== float16
 @pytest.mark.parametrize("reexport", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["twin", "reexport"])
 def test_a_float16_export(reexport, tmp_path):
