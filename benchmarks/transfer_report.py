@@ -214,9 +214,11 @@ def write_markdown(path: Path, data: dict, summary: dict, *, metric: str, higher
         if target not in summary:
             continue
         base = next((s["vs_base"]["baseline"] for s in summary[target].values() if "vs_base" in s), None)
+        versus = (f"final − `{base}` | FLOPs saved to `{base}`'s final" if base else
+                  "final − best baseline (none ran) | FLOPs saved to its final")
         lines += [f"## {target}: {spec}", "",
                   f"| method | seeds | params | {metric} step 0 | {metric} step {b['steps']} | reach step "
-                  f"| FLOPs saved | final − `{base}` | FLOPs saved to `{base}`'s final |",
+                  f"| FLOPs saved | {versus} |",
                   "|---|---|---|---|---|---|---|---|---|"]
         lines += ["| " + " | ".join(r) + " |" for r in table_rows(summary, target, higher=higher)]
         lines.append("")
