@@ -1,7 +1,7 @@
 """Transfer-quality benchmark: does a BoT-initialised model train faster than the baselines?
 
 Contract: ``python benchmarks/transfer.py --case <case>`` runs one case (``bert-l2s``,
-``decoder-l2s``, ``bert-s2l``, ``vit``; ``--case all`` runs them in turn) with fixed
+``decoder-l2s``, ``bert-s2l``, ``decoder-s2l``, ``vit``; ``--case all`` runs them in turn) with fixed
 seeds and one fixed data order per seed shared by every method, and writes
 ``benchmarks/results/<case>.json`` (every curve), ``<case>.md`` (the table) and
 ``<case>.png`` (eval curves). Results are rewritten after every run (temporary file,
@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from transfer_report import summarize, write_figure, write_markdown
 
-__all__ = ["CASES", "Case", "main", "merge_runs", "output_folder", "run_case"]
+__all__ = ["CASES", "Case", "main", "merge_runs", "output_folder", "run_case", "source_digest"]
 
 WAVELETS = ("haar", "db2", "coif3", "bior6.8")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -238,10 +238,7 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
                              "linear warm-up 10% then cosine to 0.1 x lr; dropout off"}
     data = {"settings": settings, "runs": []}
     json_path = stem.with_suffix(".json")
-    if json_path.exists():
-        old = json.loads(json_path.read_text())
-        if old.get("settings", {}).get("budget", {}) | {"seeds": []} == settings["budget"] | {"seeds": []}:
-            data["runs"] = old["runs"]
+    old_digest = _resume(json_path, data)
     done = {(r["target"], r["method"], r["seed"]) for r in data["runs"]}
 
     plan = {t: (methods or case.methods(quick=quick, target=t)) for t in case_targets if not targets or t in targets}
@@ -251,6 +248,18 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
     t0 = time.perf_counter()
     family = FAMILIES[case.family](**({"steps": 30} if quick and case.family == "vit" else {}))
     task = make_task(case.task).limit_eval(budget.eval_rows)
+    digest = source_digest(family.params())
+    if data["runs"] and old_digest != digest and (old_digest is not None or case.family in TRAINED_SOURCES):
+        # the runs on file came from another source: never mix them with this one's
+        stem = stem.with_name(f"{stem.name}-src{digest[:8]}")
+        json_path = stem.with_suffix(".json")
+        log(f"[{name}] the runs in {stem.name.rsplit('-src', 1)[0]}.json come from another source (digest "
+            f"{old_digest or 'not recorded'}, this one {digest[:16]}): writing to {json_path} instead")
+        data["runs"] = []
+        if _resume(json_path, data) not in (None, digest):
+            raise SystemExit(f"{json_path}: recorded source digest differs from {digest[:16]}")
+        done = {(r["target"], r["method"], r["seed"]) for r in data["runs"]}
+    data["settings"]["source_digest"] = digest[:16]
     data["settings"]["source_config"] = {k: family.config.get(k) for k in (
         "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size")}
     data["settings"]["data"] = {"train_rows": len(task.train_x), "eval_rows": len(task.eval_x),
@@ -283,6 +292,42 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
     write_outputs(stem, data, task_metric=task.metric, higher=task.higher_is_better)
     log(f"[{name}] done in {time.perf_counter() - t0:.0f} s -> {stem}.md")
     return data
+
+
+#: Families whose source is trained by the harness (not read from a published checkpoint): a result
+#: file of theirs without a recorded source digest may come from another source (another machine or
+#: library version trains another ViT), so it is never resumed.
+TRAINED_SOURCES = {"vit"}
+
+
+def source_digest(params) -> str:
+    """SHA-256 of a source's parameters (names, dtypes, shapes and bytes, in name order).
+
+    >>> import numpy as np
+    >>> a = source_digest({"w": np.zeros(2, np.float32)})
+    >>> a == source_digest({"w": np.zeros(2, np.float32)}), a == source_digest({"w": np.ones(2, np.float32)})
+    (True, False)
+    """
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in sorted(params):
+        x = np.ascontiguousarray(np.asarray(params[name]))
+        h.update(f"{name}|{x.dtype.str}|{x.shape}|".encode())
+        h.update(x.tobytes())
+    return h.hexdigest()
+
+
+def _resume(json_path: Path, data: dict) -> str | None:
+    """Load the runs of ``json_path`` into ``data`` when its budget matches; return its source digest."""
+    if not json_path.exists():
+        return None
+    old = json.loads(json_path.read_text())
+    if old.get("settings", {}).get("budget", {}) | {"seeds": []} == data["settings"]["budget"] | {"seeds": []}:
+        data["runs"] = old["runs"]
+    return old.get("settings", {}).get("source_digest")
 
 
 def train_run(model, task, budget: Budget, *, seed: int, log=None) -> dict:
@@ -318,6 +363,10 @@ def merge_runs(name: str, paths, *, out: Path | None = None, log=print) -> dict:
         if other["settings"]["budget"] | {"seeds": []} != data["settings"]["budget"] | {"seeds": []}:
             raise ValueError(f"{path}: its budget {other['settings']['budget']} differs from "
                              f"{stem}.json's {data['settings']['budget']}; only equal budgets merge")
+        mine, theirs = data["settings"].get("source_digest"), other["settings"].get("source_digest")
+        if mine and theirs and mine != theirs:
+            raise ValueError(f"{path}: its source digest {theirs} differs from {stem}.json's {mine}; "
+                             "runs of different sources do not merge")
         new = [r for r in other["runs"] if (r["target"], r["method"], r["seed"]) not in have]
         data["runs"].extend(new)
         have |= {(r["target"], r["method"], r["seed"]) for r in new}

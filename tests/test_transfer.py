@@ -163,4 +163,71 @@ def test_headline_compares_the_best_bot_variant_with_the_best_baseline(tmp_path)
     (row,) = transfer_docs.lead_rows("demo", path)
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == "`bot:std:haar`" and cells[4] == "`weight_selection`"
-    assert cells[3] == "67%" and cells[5] == "50%" and cells[6] == "+17" and cells[8] == "yes"
+    assert cells[3] == "67%" and cells[5] == "50%" and cells[6] == "+17" and cells[7] == "+2"
+    assert cells[8] == "50" and cells[11] == "yes"
+    # a variant with fewer seeds is left out of the headline, and an ablation hybrid is no BoT variant
+    runs += [_run("t", "bot:std:haar:noise1", 0, [7.0, 3.0, 2.0]),
+             _run("t", "bot:std:haar/weight_selection", 0, [1.0, 1.0, 1.0]),
+             _run("t", "bot:std:haar/weight_selection", 1, [1.0, 1.0, 1.0])]
+    path.write_text(json.dumps({"settings": {"budget": {"steps": 20}, "data": {"metric": "eval loss"},
+                                             "targets": {"t": {}}}, "runs": runs}))
+    (row,) = transfer_docs.lead_rows("demo", path)
+    assert "`bot:std:haar`" in row and "noise1" not in row and "haar/" not in row
+    only = tmp_path / "only.json"
+    only.write_text(json.dumps({"settings": {"budget": {"steps": 20}, "data": {"metric": "eval loss"},
+                                             "targets": {"t": {}}}, "runs": runs[:1]}))
+    (row,) = transfer_docs.lead_rows("demo", only)
+    assert "only `scratch` ran" in row and row.endswith("not measured |")
+
+
+def test_a_resumed_case_never_mixes_runs_of_two_sources(tmp_path, monkeypatch):
+    import json
+
+    import torch
+    import transfer_tasks
+
+    weights = {"w": np.zeros(2, np.float32)}
+
+    class Family:
+        config: dict = {}
+
+        def __init__(self, **kw):
+            pass
+
+        def params(self):
+            return dict(weights)
+
+        def build(self, method, target, seed):
+            return torch.nn.Linear(1, 1), []
+
+    class Task:
+        train_x, eval_x, metric, higher_is_better = np.zeros((4, 1)), np.zeros((2, 1)), "accuracy", True
+
+        def limit_eval(self, n):
+            return self
+
+    monkeypatch.setitem(transfer_models.FAMILIES, "vit", Family)
+    monkeypatch.setattr(transfer_tasks, "make_task", lambda kind: Task())
+    monkeypatch.setattr(transfer, "train_run", lambda *a, **k: {
+        "eval_steps": [0, 150], "evals": [0.1, 0.5], "eval_detail": [], "train_loss": [], "wall_s": 0.0})
+
+    def run(*methods):
+        transfer.run_case("vit", out=tmp_path, seeds=[0], methods=list(methods), targets=["shrink-2x64"],
+                          log=lambda s: None)
+
+    run("scratch")
+    first = json.loads((tmp_path / "vit.json").read_text())
+    assert first["settings"]["source_digest"] == transfer.source_digest(weights)[:16]
+    assert {r["method"] for r in first["runs"]} == {"scratch", "weight_selection", "layer_select"}
+    weights["w"] = np.ones(2, np.float32)  # another source: its runs go to a file of their own
+    run("scratch", "bot:paper:haar")
+    assert json.loads((tmp_path / "vit.json").read_text()) == first
+    (other,) = tmp_path.glob("vit-src*.json")
+    assert other.name == f"vit-src{transfer.source_digest(weights)[:8]}.json"
+    assert len(json.loads(other.read_text())["runs"]) == 4
+    # a trained source whose file recorded no digest is not resumed either
+    (tmp_path / "vit.json").write_text(json.dumps({**first, "settings": {
+        k: v for k, v in first["settings"].items() if k != "source_digest"}}))
+    other.unlink()
+    run("scratch")
+    assert len(json.loads((tmp_path / "vit.json").read_text())["runs"]) == 3 and other.exists()
