@@ -1,7 +1,7 @@
 """Architecture adapters: native parameters <-> canonical weight signals, and ``resize_model``.
 
 Contract: for every supported family (:data:`FAMILIES`: BERT, GPT-2, Llama-family
-decoders, ViT, DeiT, DINOv2, under Hugging Face on-disk, transformers-5
+decoders -- Llama, Mistral, Qwen2/3, Gemma 1/2/3, Phi-3, OLMo 2 --, ViT, DeiT, DINOv2, under Hugging Face on-disk, transformers-5
 in-memory and timm names) an adapter maps each native parameter to a canonical
 :class:`~botcore.WeightSignal` (per role stacked over layers into
 ``(layers, out, in)``, attention head-aware) and back, bit for bit.
@@ -12,7 +12,7 @@ Examples
 --------
 >>> from botcore.adapters import FAMILIES, METHODS, DEFAULT_GAIN
 >>> sorted(FAMILIES)
-['bert', 'deit', 'dinov2', 'gpt2', 'llama', 'vit']
+['bert', 'deit', 'dinov2', 'gemma', 'gemma2', 'gemma3', 'gpt2', 'llama', 'olmo2', 'phi3', 'qwen3', 'vit']
 >>> METHODS, DEFAULT_GAIN
 (('bot', 'weight_selection', 'layer_select', 'net2net'), 'function')
 """

@@ -232,15 +232,9 @@ def resize_model(
     TargetError, OptionError, UnsupportedModelError, ParameterKeyError, WaveletError, ModeError,
     NonFiniteError, ResourceError, OutputError
     """
-    if isinstance(source, (str, Path)) and str(source).endswith(".onnx") and \
-            source_format(source) == "onnx" and _legacy_onnx():
-        from .onnx import resize_onnx_model
-
-        if rotate is not None:
-            raise OptionError("rotate= is not offered for ONNX graphs; resize the PyTorch / "
-                              "safetensors checkpoint instead, or pass rotate=None")
-        return resize_onnx_model(source, target, method=method, wavelet=wavelet, gain=gain,
-                                 mode=mode, out=out, overwrite=overwrite, progress=progress)
+    if rotate is not None and isinstance(source, (str, Path)) and str(source).endswith(".onnx"):
+        raise OptionError("rotate= is not offered for ONNX graphs; resize the PyTorch / "
+                          "safetensors checkpoint instead, or pass rotate=None")
     _check_out(source, out, overwrite)
     from .execute import check_scheduler
 
@@ -279,10 +273,3 @@ def _chunk(chunk_bytes) -> int | None:
     from .io.hf import parse_size
 
     return parse_size(chunk_bytes)
-
-
-def _legacy_onnx() -> bool:
-    """ONNX graphs go through the graph rewriter until its reader/writer pair lands."""
-    import importlib.util
-
-    return importlib.util.find_spec("botcore.adapters.io.onnx") is None

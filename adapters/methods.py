@@ -149,7 +149,8 @@ def _fractional_by_selection(data, roles, shape, *, wavelet, mode, gain):
     mid = tuple(a.fraction[0] if a.fraction and a.direction == "grow" else a.dst for a in axes)
     if pre != tuple(data.shape):
         data = botcore.select(data, pre, roles=roles)
-    data = botcore.resize(data, mid, roles=roles, wavelet=wavelet, mode=mode, gain=gain)
+    data = botcore.resize(data, mid, roles=roles, wavelet=wavelet, mode=mode, gain=gain,
+                          check_finite=False)  # the pipeline checked (or allowed) them
     return botcore.select(data, shape, roles=roles) if mid != tuple(shape) else data
 
 
@@ -177,7 +178,8 @@ def _bot(data, roles, shape, *, wavelet, mode, gain, residual, depth_growth, det
                                                 mode=mode).axes):
             notes.append("fractional steps by selection")
     else:
-        out = botcore.resize(data, shape, roles=roles, wavelet=wavelet, mode=mode, gain=gain)
+        out = botcore.resize(data, shape, roles=roles, wavelet=wavelet, mode=mode, gain=gain,
+                             check_finite=False)  # the pipeline checked (or allowed) them
     if detail_noise is not None:
         if wavelet != "haar":
             raise OptionError(f"detail_noise= keeps the function only for Haar growth (replicated "

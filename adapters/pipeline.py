@@ -452,7 +452,7 @@ def energy_kept(data: np.ndarray, out: np.ndarray, spec: Spec, shape, plan: Plan
     p = botcore.plan(tuple(data.shape), tuple(shape), wavelet=plan.wavelet, mode=plan.mode)
     if plan.gain == "std":
         y = botcore.resize(data, shape, roles=spec.roles, wavelet=plan.wavelet, mode=plan.mode,
-                           gain="paper")
+                           gain="paper", check_finite=False)
         return _sumsq(y) / total
     from botcore.resize import gain_factor
 

@@ -407,6 +407,11 @@ def _root(size, parts) -> float:
     return np.float64(math.sqrt(_sum_rows(parts) / size) if size else 0.0)
 
 
+def count_nonfinite(x) -> None:
+    """None: a lazy array is not read to count (the pipeline checks the blocks it reads)."""
+    return None
+
+
 def std(x):
     """Population standard deviation as a lazy 0-d float64 Dask array (``float(...)`` computes it)."""
     return da.from_delayed(_std_delayed(x), shape=(), dtype=np.float64)

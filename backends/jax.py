@@ -154,6 +154,13 @@ def scale(x, factor):
     return x * factor
 
 
+def count_nonfinite(x) -> int | None:
+    """The number of NaN and infinite elements of ``x``; None for a traced value (jit, grad)."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return int(x.size - jnp.count_nonzero(jnp.isfinite(x)))
+
+
 def std(x) -> float:
     try:
         return float(jnp.std(to_compute(x)))

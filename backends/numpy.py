@@ -316,6 +316,11 @@ def std(x) -> float:
     return std_of(x.size, row_sums(x), lambda mean: row_sums(x, mean))
 
 
+def count_nonfinite(x) -> int:
+    """The number of NaN and infinite elements of ``x``."""
+    return int(x.size - np.count_nonzero(np.isfinite(x)))
+
+
 def std_ratio(want: float, have: float) -> float:
     """The ``gain="std"`` factor: ``want / have``, or 1 when ``have`` is 0."""
     return want / have if have > 0 else 1.0

@@ -274,6 +274,14 @@ def std(x) -> float:
     return float(tf.math.reduce_std(tf.cast(_own(x), tf.float64)))
 
 
+def count_nonfinite(x) -> int | None:
+    """The number of NaN and infinite elements of ``x``; None inside a ``tf.function`` graph."""
+    if not tf.executing_eagerly():
+        return None
+    x = _own(x)
+    return int(tf.size(x, out_type=tf.int64) - tf.math.count_nonzero(tf.math.is_finite(x), dtype=tf.int64))
+
+
 def match_std(y, x):
     return _stencil.match_std(_this, y, x)
 

@@ -226,6 +226,11 @@ def std(x) -> float:
     return float(_own(x).detach().to(torch.float64).std(correction=0))
 
 
+def count_nonfinite(x) -> int:
+    """The number of NaN and infinite elements of ``x`` (a device sync on accelerators)."""
+    return int((~torch.isfinite(_own(x).detach())).sum())
+
+
 def match_std(y, x):
     return _stencil.match_std(_this, y, x)
 

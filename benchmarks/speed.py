@@ -229,6 +229,11 @@ def run(backends, wavelets, big, small, repeat: int, device: str, peers: bool = 
         copy_big = functools.partial(fw.copy, x_big)
         copy, _ = _median_time(copy_big, fw.sync, repeat)
         yield {"backend": name, "op": "copy", "wavelet": "-", "t": copy, "gbs": _gbs(2 * n_big, copy), "ratio": 1.0}
+        if name != "dask":  # the check botcore.resize runs by default (dask: lazy, not counted)
+            count = functools.partial(botcore.get_backend(x_big).count_nonfinite, x_big)
+            t, ratio = _median_time(count, lambda r: r, repeat, copy=copy_big)
+            yield {"backend": name, "op": "finite check", "wavelet": "-", "t": t, "gbs": _gbs(n_big, t),
+                   "ratio": ratio}
         variants = [(name, botcore.resize)]
         if name == "jax":
             import jax

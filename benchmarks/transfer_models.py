@@ -256,13 +256,16 @@ class Family:
             import transformers
 
             cls = transformers.BertModel
-        model = cls(cls.config_class(**(config or self.config)))
-        weights = {k: torch.from_numpy(np.asarray(v)) for k, v in (params or self.params()).items()
+        weights = {k: np.asarray(v) for k, v in (params or self.params()).items()
                    if not k.endswith("position_ids")}
-        loaded = model.load_state_dict(weights, strict=False)
-        if loaded.unexpected_keys or len(loaded.missing_keys) > 2:
+        with tempfile.TemporaryDirectory(prefix="bot-moments-") as tmp:  # on-disk names, converted
+            _write_checkpoint(Path(tmp), weights, dict(config or self.config))
+            model, info = cls.from_pretrained(tmp, output_loading_info=True, dtype=torch.float32)
+        if info["unexpected_keys"] or len(info["missing_keys"]) > 2:
             raise RuntimeError(f"residual_moments: the source does not fit {cls.__name__}: missing "
-                               f"{loaded.missing_keys[:4]}, unexpected {loaded.unexpected_keys[:4]}")
+                               f"{sorted(info['missing_keys'])[:4]}, unexpected "
+                               f"{sorted(info['unexpected_keys'])[:4]}")
+        model.eval()
         if self.task == "cls":
             x = torch.from_numpy(make_task(self.task).train_x[: 4 * rows])
             batches = [{"pixel_values": x[i:i + 4 * batch]} for i in range(0, 4 * rows, 4 * batch)]

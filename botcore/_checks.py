@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
-from .errors import DTypeError, OptionError, ShapeError
+from .errors import DTypeError, NonFiniteError, OptionError, ShapeError
 from .names import FLOAT_DTYPES
 
 
@@ -20,6 +20,20 @@ def check_dtype(backend, x, func: str) -> None:
         raise DTypeError(
             f"{func} needs floating-point weights, got dtype {name}; "
             f"expected one of {tuple(FLOAT_DTYPES)} (cast first, e.g. x.astype('float32'))"
+        )
+
+
+def check_finite(backend, x, func: str) -> None:
+    """Refuse NaN or infinite elements (backends that cannot count without computing skip it)."""
+    bad = backend.count_nonfinite(x)
+    if bad:
+        total = 1
+        for n in backend.shape(x):
+            total *= n
+        raise NonFiniteError(
+            f"{func} got an array with NaN or infinite values ({bad} of {total} elements); "
+            "expected finite weights: repair them first, or pass check_finite=False to resize "
+            "them anyway (a NaN spreads to the weights its filter taps reach)"
         )
 
 

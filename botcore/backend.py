@@ -25,6 +25,8 @@ name                 meaning
                      0-d array)
 ``match_std(y, x)``  ``y * (std(x) / std(y))``, ``y`` itself when ``std(y)`` is 0
                      (``gain="std"``; lazy on dask)
+``count_nonfinite(x)``  number of NaN/inf elements: an int, or None where it is not
+                     known without computing (lazy dask, traced jax, ``tf.function``)
 ``to_numpy(x)`` / ``from_numpy(a, like)``  conversion, for tests and adapters
 ==================== ==========================================================
 

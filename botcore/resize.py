@@ -44,6 +44,7 @@ import math
 import numpy as np
 
 from ._checks import check_dtype, check_option
+from ._checks import check_finite as check_finite_values
 from .backend import get_backend
 from .errors import RoleError, ShapeError
 from .fractional import area_operator, replicate_indices, uniform_indices
@@ -108,6 +109,7 @@ def resize(
     gain: str = "paper",
     roles=None,
     backend: str | None = None,
+    check_finite: bool = True,
 ):
     """Resize ``x`` to exactly ``shape`` by wavelet down- or up-sampling.
 
@@ -130,6 +132,10 @@ def resize(
         A ``"fixed"`` axis may not change size.
     backend : str, optional
         Override backend detection.
+    check_finite : bool, keyword-only
+        Refuse NaN and infinite elements (default; one counting pass over ``x``).
+        Lazy Dask arrays and traced values (``jax.jit``, ``tf.function``) are
+        not counted.
 
     Returns
     -------
@@ -138,7 +144,8 @@ def resize(
 
     Raises
     ------
-    ShapeError, WaveletError, ModeError, RoleError, OptionError, DTypeError, BackendError
+    ShapeError, WaveletError, ModeError, RoleError, OptionError, DTypeError, BackendError,
+    NonFiniteError
 
     Examples
     --------
@@ -156,6 +163,8 @@ def resize(
     p = plan(src, dst, wavelet=wavelet, mode=mode)
     _check_fixed(p, roles)
     y = b.to_compute(x)
+    if check_finite:
+        check_finite_values(b, y, "resize")
     if p.is_identity:
         return b.from_compute(b.scale(y, 1.0), x)  # a new array, never the input itself
     bank = filter_bank(wavelet)

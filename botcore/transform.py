@@ -220,9 +220,10 @@ def reconstruct(pyramid: Pyramid, *, backend=None):
     bands = [v for level in pyramid.details for v in level.values()]
     b = get_backend(pyramid.approx, *bands, backend=backend)  # one framework for all bands
     bank = filter_bank(pyramid.wavelet)
-    current = pyramid.approx
+    own = b.to_compute if backend is not None else (lambda v: v)  # an override converts the bands
+    current = own(pyramid.approx)
     for bands, ax, shape in zip(pyramid.details, pyramid.axes, pyramid.shapes):
-        coeffs = dict(bands)
+        coeffs = {k: own(v) for k, v in bands.items()}
         coeffs["a" * len(ax)] = current
         _check_bands(coeffs, len(ax))
         current = _crop(b, synthesis(b, coeffs, bank, ax, pyramid.mode), shape)

@@ -22,7 +22,8 @@ def test_quick_run_prints_one_row_per_cell(speed, capsys):
     assert speed.main(["--quick", "--repeat", "1", "--backends", "numpy", "--wavelets", "haar,db2"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| numpy")]
-    assert len(rows) == 1 + 2 * 2  # copy, then shrink and grow per wavelet
+    assert len(rows) == 2 + 2 * 2  # copy, the finite check, then shrink and grow per wavelet
+    assert rows[1].split("|")[2].strip() == "finite check" and float(rows[1].split("|")[4]) > 0
     cells = [row.strip("|").split("|") for row in rows]
     assert all(len(c) == 9 for c in cells)
     shrink_haar = next(c for c in cells if c[1].strip() == "shrink" and c[2].strip() == "haar")

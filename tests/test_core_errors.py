@@ -195,25 +195,19 @@ def test_parameter_key_error_without_a_message_is_empty():
     assert repr(str(errors.ParameterKeyError("a b"))) == "'a b'"  # not KeyError's quoted form
 
 
-@pytest.mark.xfail(strict=True, reason="botcore/backend.py: get_backend(backend=...) ignores the array's "
-                   "framework, so a numpy input comes back as a torch tensor (REQUESTS.md)")
-def test_a_backend_override_keeps_the_callers_framework_or_refuses():
-    pytest.importorskip("torch")
-    try:
-        y = botcore.resize(X, (2, 3), backend="torch")
-    except errors.BackendError:
-        return  # refusing a framework that is not the array's is fine too
-    assert isinstance(y, np.ndarray)
+def test_a_backend_override_converts_to_that_framework():
+    torch = pytest.importorskip("torch")
+    y = botcore.resize(X, (2, 3), backend="torch")  # docs/backends.md: the override converts
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.float64  # X's dtype
+    np.testing.assert_array_equal(y.numpy(), botcore.resize(X, (2, 3)))
 
 
-@pytest.mark.xfail(strict=True, reason="botcore/backend.py: reconstruct(numpy pyramid, backend='torch') "
-                   "fails with AttributeError ('numpy.ndarray' has no 'mul_'), not a BotError (REQUESTS.md)")
-def test_a_mismatched_backend_override_is_a_bot_error():
-    pytest.importorskip("torch")
-    try:
-        botcore.reconstruct(botcore.decompose(X, 1), backend="torch")
-    except Exception as exc:  # noqa: BLE001 - the point is which class
-        assert isinstance(exc, errors.BotError), repr(exc)
+def test_reconstruct_with_a_backend_override_converts_the_bands():
+    torch = pytest.importorskip("torch")
+    p = botcore.decompose(X, 1, wavelet="db2")
+    y = botcore.reconstruct(p, backend="torch")
+    assert isinstance(y, torch.Tensor)
+    np.testing.assert_allclose(y.numpy(), botcore.reconstruct(p), rtol=1e-6, atol=1e-6)
 
 
 def test_decompose_defaults_and_edges():

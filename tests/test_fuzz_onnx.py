@@ -155,11 +155,7 @@ def _check(data: bytes, target) -> None:
 FEW = settings(FUZZ, max_examples=max(4, FUZZ_EXAMPLES // 3))
 #: a known failure needs no shrinking: report the first one
 NO_SHRINK = dict(phases=[Phase.explicit, Phase.reuse, Phase.generate])
-KNOWN = ("REQUESTS.md (reliability helper) 5: the ONNX reader crashes with builtin errors on damaged "
-         "graphs (dims vs data, external offsets, Identity without input)")
 
-
-@pytest.mark.xfail(strict=True, reason=KNOWN)
 @settings(FEW, **NO_SHRINK)
 @given(data=st.data(), target=targets)
 def test_fuzz_onnx_graphs(source, data, target):
@@ -167,7 +163,6 @@ def test_fuzz_onnx_graphs(source, data, target):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=KNOWN)
 @settings(FUZZ_LONG, **NO_SHRINK)
 @given(data=st.data(), target=targets)
 def test_fuzz_onnx_graphs_long(source, data, target):
@@ -183,7 +178,6 @@ def full_source():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=KNOWN + " (12 examples may miss them)")
 @settings(FUZZ, max_examples=12, **NO_SHRINK)
 @given(data=st.data())
 def test_fuzz_the_full_size_minilm_graph(full_source, data):

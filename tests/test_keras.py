@@ -563,8 +563,6 @@ def test_every_keras_family_resizes_and_loads(tf_run):
 
 
 @needs_keras
-@pytest.mark.xfail(reason="adapters/pipeline.py _rotated does not carry reader.meta yet (REQUESTS.md)",
-                   strict=False)
 def test_a_rotated_keras_decoder_keeps_its_class_and_unties_its_head(tf_run):
     assert tf_run["rotated"] == "Llama3Backbone tied=False hidden=4"
 

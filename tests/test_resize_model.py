@@ -267,16 +267,13 @@ def test_safetensors_file_source_needs_config(tmp_path):
     assert r.params["pooler.dense.weight"].shape == (8, 8)
 
 
-def test_onnx_sources_are_forwarded(monkeypatch):
-    import sys
-    import types
+def test_onnx_sources_go_through_the_pipelines_onnx_reader(tmp_path):
+    from botcore.adapters.io import source_format
 
-    calls = []
-    fake = types.ModuleType("botcore.adapters.onnx")
-    fake.resize_onnx_model = lambda *a, **k: calls.append((a, k)) or "onnx-result"
-    monkeypatch.setitem(sys.modules, "botcore.adapters.onnx", fake)
-    assert resize_model("m.onnx", {"hidden": 8}, method="bot") == "onnx-result"
-    assert calls[0][0] == ("m.onnx", {"hidden": 8}) and calls[0][1]["gain"] is None  # resolved per family
+    assert source_format(str(tmp_path / "m.onnx")) == "onnx"
+    with pytest.raises(FileNotFoundError, match="ONNX model .*m.onnx.* does not exist"):
+        resize_model(str(tmp_path / "m.onnx"), {"hidden": 8}, method="bot")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_importing_adapters_imports_no_framework():

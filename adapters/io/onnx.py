@@ -84,9 +84,19 @@ class ONNXReader:
     def analysis(self):
         """The graph's :class:`~botcore.adapters.onnx.analysis.Analysis` (computed on first use)."""
         if self._analysis is None:
+            from botcore.errors import BotError
+
             from ..onnx.analysis import analyse
 
-            self._analysis = analyse(self._model, self.path.parent)
+            _validate(self.path)
+            try:
+                self._analysis = analyse(self._model, self.path.parent)
+            except BotError:
+                raise
+            except (ValueError, IndexError, KeyError, TypeError, AttributeError, ZeroDivisionError) as exc:
+                raise UnsupportedModelError(
+                    f"{str(self.path)!r} is not an ONNX graph botcore can read ({exc.__class__.__name__}: "
+                    f"{exc}); expected an intact export: re-export the model") from None
         return self._analysis
 
     @property
@@ -142,6 +152,19 @@ class ONNXReader:
         state = dict(self.__dict__)
         state["_analysis"] = None
         return state
+
+
+def _validate(path) -> None:
+    """Refuse a graph that is not valid ONNX (``onnx.checker`` on the file: its data is not read)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise UnsupportedModelError(
+            f"{str(path)!r} is not a valid ONNX graph ({first[:200]}); expected an intact export: "
+            "re-export the model") from None
 
 
 def open_reader(source, *, config=None) -> ONNXReader:
@@ -376,6 +399,7 @@ class ONNXWriter:
             if self.data.path is None:
                 model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
                 del model.graph.value_info[:]
+                onnx.checker.check_model(model)
                 onnx.save_model(model, str(target))
                 return
             onnx.save_model(model, str(target))
@@ -386,6 +410,7 @@ class ONNXWriter:
             os.unlink(inferred)
             del small.graph.value_info[:]
             onnx.save_model(small, str(target))
+            onnx.checker.check_model(str(target))
         except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
             raise UnsupportedModelError(
                 f"the resized graph does not pass ONNX shape inference ({str(exc).splitlines()[0]}); "

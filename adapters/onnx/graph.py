@@ -61,7 +61,7 @@ def module_path_from_name(name):
     >>> module_path_from_name("/embeddings/LayerNorm/LayerNormalization")
     'embeddings.LayerNorm'
     """
-    if not name or not name.startswith("/"):
+    if not isinstance(name, str) or not name.startswith("/"):
         return None
     parts = [p for p in name.strip("/").split("/") if p]
     if len(parts) < 2:
@@ -186,7 +186,69 @@ def load_proto(path):
             raise UnsupportedModelError(
                 f"tensor {t.name!r} of {str(path)!r} keeps its data in {loc!r}, which does not exist; "
                 "copy the model together with its data file")
+        _check_extent(t, full, path)
+    for t in model.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            _check_inline(t, path)
     return model, bool(external)
+
+
+def _itemsize(t, path) -> int:
+    from onnx import helper
+
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        raise UnsupportedModelError(
+            f"tensor {t.name!r} of {str(path)!r} has element type {t.data_type}, which ONNX does not "
+            "define; the file is damaged: re-export the model") from None
+
+
+def _elements(t, path) -> int:
+    dims = [int(d) for d in t.dims]
+    if any(d < 0 for d in dims):
+        raise UnsupportedModelError(f"tensor {t.name!r} of {str(path)!r} has negative dimensions {dims}; "
+                                    "the file is damaged: re-export the model")
+    return int(np.prod(dims, dtype=object)) if dims else 1
+
+
+def _check_extent(t, full: Path, path) -> None:
+    """External data must lie inside its file and hold exactly the tensor's bytes."""
+    info = _entries(t)
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else None
+    except ValueError:
+        raise UnsupportedModelError(f"tensor {t.name!r} of {str(path)!r} has a non-numeric external-data "
+                                    "offset or length; the file is damaged: re-export the model") from None
+    need = _elements(t, path) * _itemsize(t, path)
+    size = full.stat().st_size
+    if offset < 0 or (length is not None and length != need) or offset + need > size:
+        raise UnsupportedModelError(
+            f"tensor {t.name!r} of {str(path)!r} claims {need} bytes at offset {offset} of "
+            f"{full.name!r} (length {length}), but that file has {size} bytes; the model and its data "
+            "file do not belong together: copy them again, or re-export the model")
+
+
+def _check_inline(t, path) -> None:
+    """Inline data must hold exactly the elements its dims claim."""
+    from onnx import TensorProto
+
+    need = _elements(t, path)
+    if t.HasField("raw_data") or t.raw_data:
+        have, unit = len(t.raw_data), _itemsize(t, path)
+        ok = have == need * unit
+    else:
+        fields = {TensorProto.FLOAT: t.float_data, TensorProto.DOUBLE: t.double_data,
+                  TensorProto.INT64: t.int64_data, TensorProto.UINT64: t.uint64_data,
+                  TensorProto.STRING: t.string_data}
+        data = fields.get(t.data_type, t.int32_data)
+        ok = len(data) == need or (need == 0 and not data)
+        have = len(data)
+    if not ok:
+        raise UnsupportedModelError(
+            f"tensor {t.name!r} of {str(path)!r} has dims {list(t.dims)} ({need} elements) but holds "
+            f"{have} {'bytes' if t.raw_data else 'values'} of data; the file is damaged: re-export the model")
 
 
 def tensor_array(t, folder: Path | None) -> np.ndarray:
@@ -247,7 +309,7 @@ class GraphIndex:
         seen = 0
         while name in self.producer and seen < 64:
             node = self.nodes[self.producer[name]]
-            if node.op_type != "Identity":
+            if node.op_type != "Identity" or not node.input:
                 break
             name = node.input[0]
             seen += 1
