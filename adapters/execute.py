@@ -185,10 +185,20 @@ def _client(scheduler):
         return scheduler, False  # an existing distributed.Client
     check_scheduler(scheduler)
     try:
+        _probe(scheduler)  # a refused port fails at once, not after the client's 30 s of retries
         return Client(scheduler, timeout="30s", set_as_default=False), True
     except (OSError, ValueError, TimeoutError) as exc:
         raise OptionError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start one "
                           "(dask scheduler) or pass the address it prints, e.g. tcp://HOST:8786") from None
+
+
+def _probe(scheduler: str) -> None:
+    """Open and close one TCP connection to a ``tcp://`` scheduler (raises OSError if refused)."""
+    import socket
+
+    found = re.fullmatch(r"tcp://\[?([^\]/\s]+?)\]?:(\d+)/?", scheduler.strip())
+    if found is not None:
+        socket.create_connection((found[1], int(found[2])), timeout=10).close()
 
 
 def run_cluster(plan, writer, scheduler, *, progress=None, allow_nonfinite=False, measure=False,
