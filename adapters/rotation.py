@@ -240,11 +240,19 @@ def check_rotatable(family: str) -> None:
     ...
     botcore.errors.UnsupportedModelError: rotate= needs a pre-norm model ...
     """
-    if family not in ROTATABLE:
-        raise UnsupportedModelError(
-            f"rotate= needs a pre-norm model (RMSNorm or pre-LN LayerNorm: {', '.join(ROTATABLE)}); "
-            f"{family} is post-LN (its residual stream is a LayerNorm's output, which no rotation "
-            "commutes with); pass rotate=None")
+    if family in ROTATABLE:
+        return
+    why = _NOT_ROTATABLE.get(family, "rotate= has no parameter table for this family yet")
+    raise UnsupportedModelError(
+        f"rotate= needs a pre-norm model (RMSNorm or pre-LN LayerNorm: {', '.join(ROTATABLE)}); "
+        f"{family}: {why}; pass rotate=None")
+
+
+_POST_LN = "it is post-LN (its residual stream is a LayerNorm's output, which no rotation commutes with)"
+_SANDWICH = ("it normalises each sublayer's output before the residual add (RMSNorm gains on the "
+             "stream's writers), which no rotation of the stream commutes with")
+#: why a family that is not in ROTATABLE cannot be rotated (the others: no table written yet)
+_NOT_ROTATABLE = {"bert": _POST_LN, "gemma2": _SANDWICH, "gemma3": _SANDWICH, "olmo2": _SANDWICH}
 
 
 def rotation_note(family: str, *, untied: bool) -> str:

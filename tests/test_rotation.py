@@ -148,3 +148,13 @@ def test_retie_keeps_the_tie_and_is_exact_when_the_final_gain_is_constant():
     assert sum(v.numel() for v in new.values()) == sum(v.numel() for v in params.values())
     old, rotated = _logits(model, new, cfg)
     assert torch.allclose(old, rotated, atol=1e-5 * old.abs().max().item())
+
+
+@pytest.mark.parametrize("family, why", [("bert", "post-LN"), ("gemma2", "normalises each sublayer's output"),
+                                         ("olmo2", "normalises each sublayer's output"),
+                                         ("qwen3", "no parameter table for this family yet")])
+def test_a_family_that_cannot_be_rotated_is_refused_with_its_own_reason(family, why):
+    from botcore.adapters.rotation import check_rotatable
+
+    with pytest.raises(UnsupportedModelError, match=f"{family}: .*{why}.*pass rotate=None"):
+        check_rotatable(family)
