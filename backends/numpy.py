@@ -256,17 +256,38 @@ def idwt(a, d, bank, *, axis, mode):
 
 
 def resample(x, index, weight, *, axis):
+    """``y[i] = sum_t weight[t, i] * x[index[t, i]]`` along ``axis``, tap by tap in order
+    (``term * w`` summed), written into one output: slice by slice where the rows after
+    ``axis`` are long contiguous runs, else by whole-array gathers into one reused buffer."""
     axis = axis % x.ndim
+    out = np.empty(x.shape[:axis] + (index.shape[1],) + x.shape[axis + 1:], x.dtype)
+    if math.prod(x.shape[axis + 1:]) >= 4096:
+        _resample_slices(x, index, weight, axis, out)
+    else:
+        _resample_gathers(x, index, weight, axis, out)
+    return out
+
+
+def _resample_slices(x, index, weight, axis, out) -> None:
+    src, dst = np.moveaxis(x, axis, 0), np.moveaxis(out, axis, 0)
+    tmp = np.empty(src.shape[1:], x.dtype)
+    for i in range(index.shape[1]):
+        np.multiply(src[index[0, i]], x.dtype.type(weight[0, i]), out=dst[i])
+        for t in range(1, index.shape[0]):
+            np.multiply(src[index[t, i]], x.dtype.type(weight[t, i]), out=tmp)
+            np.add(dst[i], tmp, out=dst[i])
+
+
+def _resample_gathers(x, index, weight, axis, out) -> None:
     shape_w = [1] * x.ndim
     shape_w[axis] = index.shape[1]
-    out = None
+    term = np.empty_like(out) if index.shape[0] > 1 else None
     for t in range(index.shape[0]):
-        term = np.take(x, index[t], axis=axis)
-        w = weight[t]
-        if not np.all(w == 1.0):
-            term = term * w.astype(x.dtype).reshape(shape_w)
-        out = term if out is None else out + term
-    return out
+        target = out if t == 0 else term
+        np.take(x, index[t], axis=axis, out=target)
+        np.multiply(target, weight[t].astype(x.dtype).reshape(shape_w), out=target)
+        if t > 0:
+            np.add(out, term, out=out)
 
 
 def scale(x, factor):
