@@ -539,3 +539,9 @@ def test_llama_gqa_inspect_and_resize(llama_dir, work, capsys):
     assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_key_value_heads"]) == (2, 16, 1)
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
     assert rows["k"][2].startswith("2x1x")  # (layers, kv_heads, head_dim, hidden)
+
+
+def test_inspect_with_an_unknown_family_is_an_error(bert_dir, capsys):
+    status, out, err = run(["inspect", bert_dir, "--family", "resnet"], capsys)
+    assert status == 1 and out == ""
+    one_line_error(status, err, "botcore inspect", "family='resnet' is not supported", "'bert'")
