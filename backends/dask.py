@@ -355,18 +355,11 @@ def from_sliceable(a, chunks="auto", *, name: str | None = None) -> da.Array:
 
 
 def resample(x, index, weight, *, axis):
-    """The NumPy backend's ``resample`` in Dask ops: the same products and sums per sample."""
+    """The NumPy backend's ``resample`` per block, ``axis`` whole: the same products and sums."""
     axis = axis % x.ndim
-    shape_w = [1] * x.ndim
-    shape_w[axis] = index.shape[1]
-    out = None
-    for t in range(index.shape[0]):
-        term = da.take(x, np.asarray(index[t], dtype=np.int64), axis=axis)
-        w = weight[t]
-        if not np.all(w == 1.0):
-            term = term * w.astype(x.dtype).reshape(shape_w)
-        out = term if out is None else out + term
-    return out
+    y = whole(x, axis)
+    return y.map_blocks(nb.resample, index, weight, axis=axis, dtype=x.dtype, meta=_meta(y),
+                        chunks=_chunks_along(y, axis, [index.shape[1]]))
 
 
 def scale(x, factor):
