@@ -278,8 +278,10 @@ def count_nonfinite(x) -> int | None:
     """The number of NaN and infinite elements of ``x``; None inside a ``tf.function`` graph."""
     if not tf.executing_eagerly():
         return None
-    x = _own(x)
-    return int(tf.size(x, out_type=tf.int64) - tf.math.count_nonzero(tf.math.is_finite(x), dtype=tf.int64))
+    finite = tf.math.is_finite(_own(x))
+    if bool(tf.reduce_all(finite)):
+        return 0
+    return int(tf.size(finite, out_type=tf.int64) - tf.math.count_nonzero(finite, dtype=tf.int64))
 
 
 def match_std(y, x):
