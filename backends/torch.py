@@ -227,8 +227,11 @@ def std(x) -> float:
 
 
 def count_nonfinite(x) -> int:
-    """The number of NaN and infinite elements of ``x`` (a device sync on accelerators)."""
+    """The number of NaN and infinite elements of ``x`` (a device sync on accelerators); None
+    for a meta tensor."""
     x = _own(x).detach()
+    if x.device.type == "meta":
+        return None  # no values to count
     if x.numel() == 0:
         return 0
     low, high = torch.aminmax(x)  # one reduction, no new tensor: NaN and +-inf reach the ends

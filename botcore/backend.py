@@ -26,7 +26,7 @@ name                 meaning
 ``match_std(y, x)``  ``y * (std(x) / std(y))``, ``y`` itself when ``std(y)`` is 0
                      (``gain="std"``; lazy on dask)
 ``count_nonfinite(x)``  number of NaN/inf elements: an int, or None where it is not
-                     known without computing (lazy dask, traced jax, ``tf.function``)
+                     known without computing (lazy dask, traced jax, ``tf.function``, torch meta)
 ``to_numpy(x)`` / ``from_numpy(a, like)``  conversion, for tests and adapters
 ==================== ==========================================================
 
