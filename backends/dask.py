@@ -362,7 +362,7 @@ def resample(x, index, weight, *, axis):
                         chunks=_chunks_along(y, axis, [index.shape[1]]))
 
 
-def scale(x, factor):
+def scale(x, factor, *, owned=False):
     return x * x.dtype.type(factor)
 
 

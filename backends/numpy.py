@@ -290,7 +290,9 @@ def _resample_gathers(x, index, weight, axis, out) -> None:
             np.add(out, term, out=out)
 
 
-def scale(x, factor):
+def scale(x, factor, *, owned=False):
+    if owned:  # botcore's own intermediate: no second array of its size
+        return np.multiply(x, x.dtype.type(factor), out=x)
     return x * x.dtype.type(factor)
 
 

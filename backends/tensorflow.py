@@ -266,7 +266,7 @@ def constant(a, like):
     return tf.constant(a, dtype=like.dtype)
 
 
-def scale(x, factor):
+def scale(x, factor, *, owned=False):
     return x * factor
 
 

@@ -218,7 +218,9 @@ def constant(a, like):
     return torch.as_tensor(a, dtype=like.dtype, device=like.device)
 
 
-def scale(x, factor):
+def scale(x, factor, *, owned=False):
+    if owned and not x.requires_grad:  # botcore's own intermediate, outside autograd
+        return x.mul_(factor)
     return x * factor
 
 

@@ -20,7 +20,8 @@ name                 meaning
                      (even length): ``(a, d)``, ``d`` is None if not ``detail``
 ``idwt(a, d, bank, *, axis, mode)``  one synthesis level; ``a`` or ``d`` may be None (zeros)
 ``resample(x, index, weight, *, axis)``  ``y[i] = sum_t weight[t,i] * x[index[t,i]]``
-``scale(x, factor)``  ``x * factor`` for a Python float
+``scale(x, factor, *, owned=False)``  ``x * factor`` for a Python float; with
+                     ``owned=True`` (an intermediate botcore made) it may write into ``x``
 ``std(x)``           population standard deviation: a Python float (dask: a lazy
                      0-d array)
 ``match_std(y, x)``  ``y * (std(x) / std(y))``, ``y`` itself when ``std(y)`` is 0

@@ -162,7 +162,7 @@ def resize(
     src, dst, roles = _target(b, x, shape, roles, "resize")
     p = plan(src, dst, wavelet=wavelet, mode=mode)
     _check_fixed(p, roles)
-    y = b.to_compute(x)
+    y = start = b.to_compute(x)
     if check_finite:
         check_finite_values(b, y, "resize")
     if p.is_identity:
@@ -188,7 +188,7 @@ def resize(
         return b.from_compute(b.match_std(y, x), x)  # the backend's: lazy on dask
     factor = gain_factor(p, roles, gain)
     if factor != 1.0:
-        y = b.scale(y, factor)
+        y = b.scale(y, factor, owned=y is not start)  # in place on the backends that can
     return b.from_compute(y, x)
 
 
