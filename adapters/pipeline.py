@@ -58,6 +58,7 @@ from botcore._checks import check_option
 from botcore.errors import NonFiniteError, OptionError, TargetError
 from botcore.names import DTYPE_CHOICES, FLOAT_DTYPES, GAINS, METHODS, compute_dtype, output_dtype
 
+from ._arrays import sumsq as _sumsq
 from .base import Layout, NativeOut, Spec
 from .io import open_reader
 from .io.base import OutputPlan, TensorInfo, itemsize, numpy_dtype
@@ -432,12 +433,6 @@ class Emitter:
         self.writer.write(out.name, arr)
         for alias in self.aliases.get(out.name, ()):
             self.writer.write(alias, arr)
-
-
-def _sumsq(a: np.ndarray) -> float:
-    flat = a.reshape(-1)
-    return float(sum(np.dot(flat[i:i + 2**24].astype(np.float64), flat[i:i + 2**24].astype(np.float64))
-                     for i in range(0, flat.size, 2**24)))
 
 
 def energy_kept(data: np.ndarray, out: np.ndarray, spec: Spec, shape, plan: Plan) -> float:

@@ -30,6 +30,7 @@ import numpy as np
 
 from botcore.errors import NonFiniteError
 
+from ._arrays import sumsq
 from .io.base import numpy_dtype
 
 __all__ = ["rows_per_block", "source_array", "store_tasks", "tileable"]
@@ -104,8 +105,7 @@ def _write_block(sink, block, targets, dtype, factor):
 
     Returns the tile's sum of squares before any head-norm ``factor`` (for the energy kept).
     """
-    flat = block.reshape(-1).astype(np.float64)
-    energy = float(np.dot(flat, flat))
+    energy = sumsq(block)
     if factor != 1.0:
         block = block * block.dtype.type(factor)
     out = np.ascontiguousarray(block).astype(dtype, copy=False)
