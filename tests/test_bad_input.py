@@ -1024,3 +1024,16 @@ def test_an_interrupt_during_the_moves_into_place_waits_for_them(tmp_path):
     assert sorted(os.listdir(out)) == ["new.txt"]  # the new output, whole
     assert str(out) in JOURNAL.committed  # so the CLI can say the output is complete
     assert sorted(os.listdir(tmp_path)) == ["out"]  # no staging folder, no lock
+
+
+def test_onnx_text_that_is_not_utf8_is_refused_naming_it(onnx_source, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(onnx_source))
+    model.producer_name = "pytorch"
+    data = model.SerializeToString()
+    at = data.index(b"pytorch")
+    (tmp_path / "m.onnx").write_bytes(data[:at + 1] + b"\xca" + data[at + 2:])  # p\xcatorch
+    status, out, err = cli(["resize", tmp_path / "m.onnx", tmp_path / "o.onnx", "--hidden", "16", "--heads", "1"])
+    line = error_line(err, "resize")
+    assert status == 1 and "not UTF-8" in line and "p\\xcatorch" in line and "re-export" in line
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]

@@ -190,7 +190,33 @@ def load_proto(path):
     for t in model.graph.initializer:
         if t.data_location != onnx.TensorProto.EXTERNAL:
             _check_inline(t, path)
+    _check_text(model, path)
     return model, bool(external)
+
+
+def _check_text(model, path) -> None:
+    """Every text field must be UTF-8: protobuf hands an undecodable one back as bytes, and
+    copying it into the rewritten graph would fail (or, elsewhere, raise) far from here."""
+    from google.protobuf.descriptor import FieldDescriptor
+    from onnx import TensorProto
+
+    stack, texts = [model], []
+    while stack:
+        msg = stack.pop()
+        if isinstance(msg, TensorProto):  # never list a tensor's data fields
+            texts += [msg.name, msg.doc_string, *(t for e in msg.external_data for t in (e.key, e.value))]
+            continue
+        for field, value in msg.ListFields():
+            many = field.is_repeated
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                stack.extend(value if many else [value])
+            elif field.type == FieldDescriptor.TYPE_STRING:
+                texts += list(value) if many else [value]
+    bad = next((t for t in texts if not isinstance(t, str)), None)
+    if bad is not None:
+        raise UnsupportedModelError(
+            f"{str(path)!r} has a name or text field that is not UTF-8 ({bytes(bad)[:40]!r}); the "
+            "file is damaged: re-export the model")
 
 
 def _itemsize(t, path) -> int:
