@@ -491,7 +491,7 @@ class GraphIndex:
         if engine is None:
             return
         try:
-            out = engine.infer_shapes(light, auto_merge=True, guess_output_rank=True)
+            out = _infer_symbolic(engine, light)
         except Exception:  # noqa: BLE001 - a hint only; ONNX inference fills in
             return
         if out is not None:
@@ -502,6 +502,24 @@ class GraphIndex:
         if name in self.shapes:
             return self.shapes[name]
         return self.const_shape(name) if self.is_const(name) else None
+
+
+def _infer_symbolic(engine, model):
+    """``SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)``
+    without its side effect: on an incomplete inference it saves ``sym_shape_infer_temp.onnx``
+    and its data files into the working directory; here that case is just None."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 7:
+        return None
+    sym = engine(2**31 - 1, True, True, 0)
+    sym._preprocess(model)
+    complete = False
+    while sym.run_:
+        complete = sym._infer_impl()
+    if not complete:
+        return None
+    sym._update_output_from_vi()
+    return sym.out_mp_
 
 
 _SYMBOLIC: list = []
