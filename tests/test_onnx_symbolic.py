@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from fuzz_support import minilm_onnx, tiny_onnx
 
 
