@@ -152,6 +152,8 @@ def resize_model(
     depth_growth: str | None = None,
     detail_noise: float | None = None,
     seed: int = 0,
+    heads: str | None = None,
+    fractional: str | None = None,
     scheduler=None,
     chunk_bytes="1GiB",
     quantize: str | None = None,
@@ -211,6 +213,11 @@ def resize_model(
         ``depth_growth="identity"`` inserts new layers whose residual writers are
         zero; ``detail_noise`` fills the detail bands of a growth with noise of
         that relative scale (seeded by ``seed`` and the signal's name).
+    heads, fractional : {None, "select"}, keyword-only
+        Hybrids of ``method="bot"`` (the transfer ablations, :mod:`botcore.adapters.methods`):
+        ``heads="select"`` keeps whole attention heads by selection before the wavelet
+        resize; ``fractional="select"`` does every non-dyadic step by uniform selection
+        and only the dyadic levels by the wavelet.
     scheduler : str or distributed.Client, keyword-only, optional
         Run the per-signal jobs on the workers of this Dask scheduler
         (``tcp://HOST:PORT``); needs ``out=`` on a file system the workers share.
@@ -243,7 +250,8 @@ def resize_model(
                          config=config, family=family, rotate=rotate, dtype=dtype,
                          check=lambda need: preflight(need, out=out, max_memory=max_memory),
                          options=dict(depth_growth=depth_growth, detail_noise=detail_noise,
-                                      seed=seed if (depth_growth or detail_noise) else None),
+                                      seed=seed if (depth_growth or detail_noise) else None,
+                                      heads=heads, fractional=fractional),
                          chunk_bytes=_chunk(chunk_bytes) if out is not None else None)
     writer = None
     if out is not None:

@@ -200,9 +200,10 @@ def resize_signal(data, roles, shape, *, method, wavelet, mode, gain, residual=F
     """
     src = tuple(data.shape)
     shape = tuple(shape)
-    if method != "bot" and (depth_growth not in (None, "wavelet") or detail_noise is not None):
-        raise OptionError(f"depth_growth= and detail_noise= are options of method='bot', not of "
-                          f"method={method!r}; leave them unset")
+    if method != "bot" and (depth_growth not in (None, "wavelet") or detail_noise is not None
+                            or heads is not None or fractional is not None):
+        raise OptionError(f"depth_growth=, detail_noise=, heads= and fractional= are options of "
+                          f"method='bot', not of method={method!r}; leave them unset")
     if method == "bot":
         return _bot(data, roles, shape, wavelet=wavelet, mode=mode, gain=gain, residual=residual,
                     depth_growth=depth_growth, detail_noise=detail_noise, seed=seed, name=name,

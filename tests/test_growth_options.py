@@ -109,3 +109,21 @@ def test_fractional_steps_by_selection_keep_the_dyadic_levels_of_bot():
     np.testing.assert_allclose(dyadic, resize_signal(x, roles, (3, 6, 24), **kw)[0])
     grown, _ = resize_signal(x[:, :, :8], roles, (9, 12, 24), fractional="select", **kw)
     assert grown.shape == (9, 12, 24)
+
+
+def test_resize_model_fractional_select_is_weight_selection_where_every_step_is_fractional():
+    torch.manual_seed(0)
+    src = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=40, hidden_size=12, intermediate_size=24, num_hidden_layers=3, num_attention_heads=3,
+        num_key_value_heads=3, tie_word_embeddings=False))
+    params, cfg = dict(src.state_dict()), src.config.to_dict()
+    target = {"layers": 2, "hidden": 8, "heads": 2, "kv_heads": 2, "ffn": 16}  # every step is 3 -> 2
+    sizes = (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["intermediate_size"])
+    assert all(n * 2 // 3 == m for n, m in zip(sizes, (2, 8, 16))), sizes
+    sel = resize_model(params, target, config=cfg, method="bot", fractional="select").params
+    ws = resize_model(params, target, config=cfg, method="weight_selection").params
+    assert sel.keys() == ws.keys()
+    for k in ws:
+        np.testing.assert_array_equal(np.asarray(sel[k]), np.asarray(ws[k]), err_msg=k)
+    with pytest.raises(OptionError, match="fractional= are options of method='bot'"):
+        resize_model(params, target, config=cfg, method="weight_selection", fractional="select")
