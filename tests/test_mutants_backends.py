@@ -1,4 +1,193 @@
 """Tests written against surviving mutants of the backends tree (docs/testing.md, "Mutation testing").
 
-Each test checks values the unmutated code must produce; the docstring names the mutants it kills.
+Each test checks values, dtypes, shapes or messages the unmutated code must produce; the
+docstring names the mutants (``mutmut`` names, as in ``scripts/mutation.sh backends``) it kills.
 """
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from botcore.backends import numpy as nb
+from botcore.errors import ModeError, ShapeError
+from botcore.wavelets import filter_bank
+
+RNG = np.random.default_rng(15)
+
+
+def _x(*shape, dtype=np.float64):
+    return RNG.normal(size=shape).astype(dtype)
+
+
+# -- from_numpy: the adapters' way back into each framework ----------------------
+
+
+def test_numpy_from_numpy_takes_the_dtype_of_like():
+    """Kills ``numpy.x_from_numpy__mutmut_1`` (``astype(None)``: always float64)."""
+    a = np.array([0.1, 2.5, -3.0])
+    y = nb.from_numpy(a, np.zeros(2, np.float32))
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, a.astype(np.float32))
+    b = nb.from_numpy(a.astype(ml_dtypes.bfloat16), np.zeros(1, ml_dtypes.bfloat16))
+    assert b.dtype == ml_dtypes.bfloat16
+
+
+def test_torch_from_numpy_keeps_float64_bits_and_reads_bfloat16():
+    """Kills ``torch.x_from_numpy__mutmut_3`` (``!= "bfloat16"``: float64 went through
+    float32, bfloat16 reached ``torch.from_numpy``) and ``..._mutmut_20`` (``dtype_name(None)``
+    for a ``like`` that is not a tensor)."""
+    torch = pytest.importorskip("torch")
+    from botcore.backends import torch as tb
+
+    a = np.array([0.1, 1 / 3, -2.0**-30 + 1.0])  # not representable in float32
+    y = tb.from_numpy(a, torch.zeros(1, dtype=torch.float64))
+    assert y.dtype == torch.float64
+    np.testing.assert_array_equal(y.numpy(), a)
+    h = np.array([1.5, -2.0, 0.0078125], dtype=ml_dtypes.bfloat16)
+    z = tb.from_numpy(h, torch.zeros(1, dtype=torch.bfloat16))
+    assert z.dtype == torch.bfloat16
+    np.testing.assert_array_equal(z.float().numpy(), h.astype(np.float32))
+    w = tb.from_numpy(a, np.zeros(1, np.float32))  # a NumPy ``like``: its dtype, on the CPU
+    assert isinstance(w, torch.Tensor) and w.dtype == torch.float32
+    np.testing.assert_array_equal(w.numpy(), a.astype(np.float32))
+
+
+def test_dask_from_numpy_takes_like_dtype_and_chunks():
+    """From NumPy to a Dask array: ``like``'s dtype, and its chunks when the shapes agree."""
+    da = pytest.importorskip("dask.array")
+    from botcore.backends import dask as dk
+
+    a = np.arange(12.0).reshape(3, 4)
+    like = da.zeros((3, 4), chunks=(1, 2), dtype=np.float32)
+    y = dk.from_numpy(a, like)
+    assert y.dtype == np.float32 and y.chunks == like.chunks
+    np.testing.assert_array_equal(y.compute(), a.astype(np.float32))
+
+
+# -- errors and messages ------------------------------------------------------------
+
+
+def test_torch_dwt_of_an_odd_length_is_a_shape_error():
+    """Kills ``torch.x__fast_dwt__mutmut_18`` (``detail=`` dropped: a TypeError instead)."""
+    torch = pytest.importorskip("torch")
+    from botcore.backends import torch as tb
+
+    for detail in (False, True):
+        with pytest.raises(ShapeError, match=r"^dwt needs an even length along axis 1, got 5$"):
+            tb.dwt(torch.zeros(3, 5), filter_bank("db2"), axis=-1, mode="periodization", detail=detail)
+
+
+def test_torch_refuses_other_modes_by_its_name():
+    """Kills ``torch.x_idwt__mutmut_21`` (``check_mode(mode, None)``: "the None backend")."""
+    torch = pytest.importorskip("torch")
+    from botcore.backends import torch as tb
+
+    msg = (r"^mode 'symmetric' is not supported by the torch backend; expected one of "
+           r"\['periodization'\] \(the numpy backend supports every PyWavelets mode\)$")
+    with pytest.raises(ModeError, match=msg):
+        tb.idwt(torch.zeros(4), None, filter_bank("db2"), axis=0, mode="symmetric")
+    with pytest.raises(ModeError, match=msg):
+        tb.dwt(torch.zeros(4), filter_bank("db2"), axis=0, mode="symmetric", detail=False)
+
+
+def test_dask_idwt_without_bands_says_so():
+    """Kills ``dask.x_idwt__mutmut_9`` (the message)."""
+    pytest.importorskip("dask.array")
+    from botcore.backends import dask as dk
+
+    with pytest.raises(ShapeError, match=r"^idwt needs at least one of the approximation and detail bands$"):
+        dk.idwt(None, None, filter_bank("haar"), axis=0, mode="periodization")
+
+
+# -- dask: the PyWavelets path and Haar in other modes ------------------------------------
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "db2"])
+@pytest.mark.parametrize("mode", ["symmetric", "zero"])
+def test_dask_idwt_of_both_bands_in_other_modes_is_numpy_bit_for_bit(wavelet, mode):
+    """Both bands in a mode other than periodization go through PyWavelets block by block:
+    the declared shape and every bit are the NumPy backend's. Kills ``dask.x_idwt__mutmut_60``
+    (the declared length ``2 * half + L + 2``) and ``..._mutmut_27`` (``detail_given=None``:
+    Haar with both bands on the stencil instead of PyWavelets)."""
+    da = pytest.importorskip("dask.array")
+    from botcore.backends import dask as dk
+
+    bank = filter_bank(wavelet)
+    a, d = _x(5, 3), _x(5, 3)
+    want = nb.idwt(a, d, bank, axis=0, mode=mode)
+    got = dk.idwt(da.from_array(a, chunks=(2, 3)), da.from_array(d, chunks=(2, 3)), bank, axis=0, mode=mode)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got.compute(), want)
+
+
+def test_dask_from_sliceable_names_depend_on_dtype():
+    """Two reads of one source with different dtypes (a file re-mapped in place) are different
+    Dask arrays. Kills ``dask.x_from_sliceable__mutmut_15`` (the dtype left out of the name)."""
+    pytest.importorskip("dask.array")
+    from botcore.backends import dask as dk
+
+    class Source:
+        shape = (4,)
+        dtype = np.dtype(np.float32)
+
+        def __getitem__(self, key):
+            return np.arange(4, dtype=self.dtype)[key]
+
+    s = Source()
+    first = dk.from_sliceable(s).name
+    s.dtype = np.dtype(np.float64)
+    assert dk.from_sliceable(s).name != first
+    assert dk.from_sliceable(s).name == dk.from_sliceable(s).name
+
+
+# -- tensorflow: the XLA-compiled levels ---------------------------------------------
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "bior2.2"])
+@pytest.mark.parametrize("axis", [0, 2])
+def test_tf_xla_synthesis_of_one_band_equals_numpy(monkeypatch, wavelet, axis):
+    """One band through the compiled level: Haar's upsample off the last axis, bior2.2's phase of
+    a single tap (weight 0.707...). Kills ``tensorflow.x__x_lincomb__mutmut_11`` (``t / w``) and
+    ``tensorflow.x__x_upsample__mutmut_21`` (the weight's shape off the last axis)."""
+    tf = pytest.importorskip("tensorflow")
+    from botcore.backends import tensorflow as tb
+
+    monkeypatch.setattr(tb, "XLA_MIN_SIZE", 1)
+    bank = filter_bank(wavelet)
+    c = _x(4, 3, 4, dtype=np.float32)
+    for band in ("a", "d"):
+        args = (c, None) if band == "a" else (None, c)
+        want = nb.idwt(*args, bank, axis=axis, mode="periodization")
+        targs = tuple(None if v is None else tf.constant(v) for v in args)
+        got = tb.idwt(*targs, bank, axis=axis, mode="periodization").numpy()
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+# -- numpy: the stencil path and the blocked row sums ------------------------------------
+
+
+def test_numpy_idwt_of_both_bands_runs_the_stencil_kernel():
+    """Both bands in periodization run the stencil kernel, whose bits the Dask backend's blocks
+    reproduce (PyWavelets sums the taps in another order). Kills ``numpy.x_idwt__mutmut_32``
+    (``a.shape == d.shape``: equal bands sent to PyWavelets)."""
+    da = pytest.importorskip("dask.array")
+    from botcore.backends import dask as dk
+
+    bank = filter_bank("db4")
+    a, d = _x(64, 16, dtype=np.float32), _x(64, 16, dtype=np.float32)
+    want = dk.idwt(da.from_array(a, chunks=(16, 16)), da.from_array(d, chunks=(16, 16)), bank,
+                   axis=0, mode="periodization").compute()
+    np.testing.assert_array_equal(nb.idwt(a, d, bank, axis=0, mode="periodization"), want)
+
+
+def test_numpy_row_sums_cover_every_row_block(monkeypatch):
+    """Kills ``numpy.x_row_sums__mutmut_34`` (blocks counted along the columns)."""
+    monkeypatch.setattr(nb, "STD_BLOCK", 8)  # 2 rows of 4 per block
+    x = _x(10, 4, dtype=np.float32)
+    wide = x.astype(np.float64)
+    np.testing.assert_array_equal(nb.row_sums(x), wide.sum(axis=-1))
+    np.testing.assert_array_equal(nb.row_sums(x, 0.5), ((wide - 0.5) ** 2).sum(axis=-1))
+    assert nb.std(x) == pytest.approx(float(np.std(wide)), rel=1e-12)
