@@ -145,16 +145,19 @@ def test_dask_from_sliceable_names_depend_on_dtype():
 # -- tensorflow: the XLA-compiled levels ---------------------------------------------
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("wavelet", ["haar", "bior2.2"])
 @pytest.mark.parametrize("axis", [0, 2])
-def test_tf_xla_synthesis_of_one_band_equals_numpy(monkeypatch, wavelet, axis):
-    """One band through the compiled level: Haar's upsample off the last axis, bior2.2's phase of
-    a single tap (weight 0.707...). Kills ``tensorflow.x__x_lincomb__mutmut_11`` (``t / w``) and
-    ``tensorflow.x__x_upsample__mutmut_21`` (the weight's shape off the last axis)."""
+def test_tf_synthesis_of_one_band_equals_numpy(monkeypatch, wavelet, axis, compiled):
+    """One band, compiled (XLA) or eager (the shared stencil code): Haar's upsample off the last
+    axis, with the detail band's weights of opposite signs, bior2.2's phase of a single tap
+    (weight 0.707...). Kills ``tensorflow.x__x_lincomb__mutmut_11`` (``t / w``),
+    ``tensorflow.x__x_upsample__mutmut_21`` (the weight's shape off the last axis) and
+    ``_stencil.x_idwt__mutmut_40`` (the odd phase's stencil used for the even phase)."""
     tf = pytest.importorskip("tensorflow")
     from botcore.backends import tensorflow as tb
 
-    monkeypatch.setattr(tb, "XLA_MIN_SIZE", 1)
+    monkeypatch.setattr(tb, "XLA_MIN_SIZE", 1 if compiled else 1 << 62)
     bank = filter_bank(wavelet)
     c = _x(4, 3, 4, dtype=np.float32)
     for band in ("a", "d"):
