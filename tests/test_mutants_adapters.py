@@ -1,4 +1,107 @@
 """Tests written against surviving mutants of the adapters tree (docs/testing.md, "Mutation testing").
 
-Each test checks values the unmutated code must produce; the docstring names the mutants it kills.
+Each test checks values, shapes or messages the unmutated code must produce; the docstring
+names the mutants (``mutmut`` names, as in ``scripts/mutation.sh adapters``) it kills.
+Several target helpers that the suite reaches only through tests in a fresh process (the
+Keras tests), which mutmut cannot attribute to a function ("no tests").
 """
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from botcore.errors import NonFiniteError, OutputError, TargetError, UnsupportedModelError
+
+
+def test_post_ln_rotation_of_a_both_sided_matrix():
+    """The MLM head's transform is permuted on both sides: ``q.T @ a @ q``.
+    Kills ``rotation.x__post_ln_one__mutmut_10`` (``"both"`` never matched: ``a @ q`` or the
+    LayerNorm diagonal instead)."""
+    from botcore.adapters.rotation import _post_ln_one
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4, 4))
+    q = np.eye(4)[[2, 0, 3, 1]]
+    for name in ("cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias_like"):
+        np.testing.assert_array_equal(_post_ln_one("both", a, q, name), q.T @ a @ q)
+    np.testing.assert_array_equal(_post_ln_one("reader", a, q, "x.weight"), a @ q)
+    np.testing.assert_array_equal(_post_ln_one("writer", a, q, "x.weight"), q.T @ a)
+    g = rng.normal(size=4)
+    np.testing.assert_allclose(_post_ln_one("norm", g, q, "ln.weight"), np.diag(q.T @ np.diag(g) @ q))
+
+
+def test_phi3_longrope_refuses_a_new_head_dim_naming_both_lists():
+    """Kills ``phi3.xǁPhi3Adapterǁwrite_config__mutmut_33`` (the lists joined by ``XX and XX``)."""
+    from botcore.adapters.registry import get_adapter
+
+    config = {"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+              "rope_scaling": {"type": "longrope", "short_factor": [1.0] * 8, "long_factor": [1.0] * 8}}
+    msg = ("head_dim 16 -> 8: the config's LongRoPE short_factor and long_factor have one entry per "
+           "rotary frequency of the source head_dim; keep head_dim=16 (give heads so that hidden / heads = 16)")
+    with pytest.raises(TargetError, match="^" + re.escape(msg) + "$"):
+        get_adapter("phi3").write_config(config, {"head_dim": 8, "layers": 2})
+
+
+def test_a_block_with_nonfinite_values_is_refused_with_its_rows():
+    """Kills ``tiles.x__read_block__mutmut_37`` (the message's last sentence)."""
+    from botcore.adapters.tiles import _read_block
+
+    rows = np.array([[1.0, np.nan, 2.0], [np.inf, 0.0, 1.0]], np.float32)
+    reader = SimpleNamespace(read_rows=lambda native, start, stop: rows[start:stop])
+    view = SimpleNamespace(native="w", rows=None)
+    msg = ("the weights hold NaN or infinite values: 'w' (2 in rows 0..2); a resize would spread them "
+           "into the output; repair the checkpoint, or pass allow_nonfinite=True (--allow-nonfinite) "
+           "to keep them")
+    with pytest.raises(NonFiniteError, match="^" + re.escape(msg) + "$"):
+        _read_block(reader, view, 0, 2, (2, 3), np.float32, "w", False)
+    kept = _read_block(reader, view, 0, 2, (2, 3), np.float32, "w", True)
+    np.testing.assert_array_equal(kept, rows)
+
+
+def test_a_truncated_safetensors_file_says_how_many_bytes_it_has(tmp_path):
+    """Kills ``safetensors.x__raw_header__mutmut_15`` (the reason replaced by ``None``)."""
+    from botcore.adapters.io.safetensors import _raw_header
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"abc")
+    msg = (f"{path} is not a readable safetensors file: it has only 3 bytes; expected a complete file "
+           "written by safetensors (re-save or re-copy it)")
+    with pytest.raises(UnsupportedModelError, match="^" + re.escape(msg) + "$"):
+        _raw_header(path)
+
+
+# -- keras helpers (the Keras tests run in fresh processes, out of mutmut's sight) ---------
+
+
+def test_keras_names_are_stripped_or_left_alone():
+    """Kills ``keras.x__strip__mutmut_11`` (no default: a name no entry spells raised StopIteration)."""
+    from botcore.adapters.io.keras import _strip
+
+    entries = {"encoder.layer.0.weight", "model.layers.0.weight"}
+    assert _strip("bert.encoder.layer.0.weight", "bert", entries) == "encoder.layer.0.weight"
+    assert _strip("layers.0.weight", "llama", entries) == "model.layers.0.weight"
+    assert _strip("pooler.dense.weight", "bert", entries) == "pooler.dense.weight"
+
+
+def test_keras_writer_checks_the_planned_rows():
+    """Row writes inside the planned tensor pass, others are refused. Kills
+    ``keras.xǁKerasWriterǁ_check__mutmut_6`` (every planned shape treated as a scalar) and
+    ``..._mutmut_21`` (the row bound taken from the second axis)."""
+    from botcore.adapters.io.base import TensorInfo
+    from botcore.adapters.io.keras import KerasWriter
+
+    w = object.__new__(KerasWriter)
+    w._planned = {"t": TensorInfo("t", (4, 3), "float32")}
+    w._check("t", np.zeros((2, 3), np.float32), 2)  # rows 2..3 of 4
+    w._check("t", np.zeros((4, 3), np.float32), 0)
+    msg = "internal: t written as float32[2, 3] at row 3, planned float32[4, 3]"
+    with pytest.raises(OutputError, match="^" + re.escape(msg) + "$"):
+        w._check("t", np.zeros((2, 3), np.float32), 3)
+    with pytest.raises(OutputError, match=re.escape("written as float64[2, 3] at row 0")):
+        w._check("t", np.zeros((2, 3), np.float64), 0)
+    with pytest.raises(OutputError, match=r"^internal: u is not in the plan$"):
+        w._check("u", np.zeros((2, 3), np.float32), 0)
