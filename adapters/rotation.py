@@ -157,6 +157,9 @@ _LLAMA = (
     _Kind(r"(?:model\.)?(?:layers\.\d+\.self_attn\.)?rotary_emb\.inv_freq", "keep"),
 )
 
+#: Qwen3: Llama's table plus per-head q/k RMSNorms, which act on head_dim, not on the stream
+_QWEN3 = (*_LLAMA, _Kind(_LL + r"self_attn\.[qk]_norm\.weight", "keep"))
+
 _GL = r"(?:transformer\.)?h\.(?P<layer>\d+)\."
 _GPT2 = (
     _Kind(r"(?:transformer\.)?wte\.weight", "embed"),
@@ -209,9 +212,9 @@ _VIT = (
 )
 
 #: The families :func:`plan_rotation` rotates exactly, and whether they use LayerNorm.
-ROTATABLE = {"llama": False, "gpt2": True, "vit": True, "deit": True, "dinov2": True}
-_TABLES = {"llama": _LLAMA, "gpt2": _GPT2, "vit": _VIT, "deit": _VIT, "dinov2": _VIT}
-_MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "gpt2": "gpt2",
+ROTATABLE = {"llama": False, "qwen3": False, "gpt2": True, "vit": True, "deit": True, "dinov2": True}
+_TABLES = {"llama": _LLAMA, "qwen3": _QWEN3, "gpt2": _GPT2, "vit": _VIT, "deit": _VIT, "dinov2": _VIT}
+_MODEL_TYPES = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "qwen3", "gpt2": "gpt2",
                 "vit": "vit", "deit": "deit", "dinov2": "dinov2", "bert": "bert"}
 #: Heads whose stock module has no bias (a LayerNorm shift cannot be folded into them).
 _BIASLESS_HEADS = re.compile(r"lm_head\.weight|score\.weight")
@@ -470,7 +473,7 @@ def _bias_name(weight: str) -> str:
 
 
 def _tied_head(config: Mapping, params: Mapping, family: str, tied: bool | None) -> tuple | None:
-    if family not in ("llama", "gpt2"):
+    if family not in ("llama", "qwen3", "gpt2"):  # the families with an LM head
         return None
     embed = next((n for n in params if _classify(family, n)[0].kind == "embed"
                   and re.search(r"(?:embed_tokens|wte)\.weight$", n)), None)

@@ -14,7 +14,8 @@ transformers = pytest.importorskip("transformers")
 
 def _llama(*, tied, model_type="llama", seed=0, **extra):
     torch.manual_seed(seed)
-    cls = transformers.Qwen2Config if model_type == "qwen2" else transformers.LlamaConfig
+    cls = {"qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config}.get(model_type,
+                                                                                 transformers.LlamaConfig)
     cfg = cls(vocab_size=40, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
               num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied, **extra)
     model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
@@ -51,6 +52,8 @@ def _logits(model, params, config):
     (True, "llama", {}),
     (False, "llama", {"mlp_bias": True, "attention_bias": True}),
     (True, "qwen2", {}),
+    (False, "qwen3", {"head_dim": 4}),
+    (True, "qwen3", {"head_dim": 4}),
 ])
 def test_rotation_alone_keeps_the_outputs(tied, model_type, extra):
     model = _llama(tied=tied, model_type=model_type, **extra)
@@ -152,7 +155,7 @@ def test_retie_keeps_the_tie_and_is_exact_when_the_final_gain_is_constant():
 
 @pytest.mark.parametrize("family, why", [("bert", "post-LN"), ("gemma2", "normalises each sublayer's output"),
                                          ("olmo2", "normalises each sublayer's output"),
-                                         ("qwen3", "no parameter table for this family yet")])
+                                         ("phi3", "no parameter table for this family yet")])
 def test_a_family_that_cannot_be_rotated_is_refused_with_its_own_reason(family, why):
     from botcore.adapters.rotation import check_rotatable
 
