@@ -105,3 +105,79 @@ def test_keras_writer_checks_the_planned_rows():
         w._check("t", np.zeros((2, 3), np.float64), 0)
     with pytest.raises(OutputError, match=r"^internal: u is not in the plan$"):
         w._check("u", np.zeros((2, 3), np.float32), 0)
+
+
+def test_a_tied_head_without_its_embedding_is_refused():
+    """A tied LM head needs the token embedding it shares. Kills ``rotation.x__tied_head__mutmut_79``
+    (the message upper-cased)."""
+    from botcore.adapters.rotation import _tied_head
+
+    msg = ("rotate=: the LM head is tied to the token embedding, but the token embedding is missing "
+           "from the checkpoint")
+    with pytest.raises(UnsupportedModelError, match="^" + re.escape(msg) + "$"):
+        _tied_head({"tie_word_embeddings": True}, {}, "llama", True)
+    emb = np.arange(6.0).reshape(3, 2)
+    params = {"model.embed_tokens.weight": emb, "lm_head.weight": emb.copy()}
+    assert _tied_head({}, params, "llama", None) == ("model.embed_tokens.weight", "lm_head.weight")
+    assert _tied_head({}, {**params, "lm_head.weight": emb + 1}, "llama", None) is None
+    assert _tied_head({}, params, "bert", None) is None
+
+
+def test_jax_arrays_come_back_as_numpy_with_their_like():
+    """Kills ``_arrays.x_to_numpy__mutmut_80`` (the jax branch widened ``None``)."""
+    jnp = pytest.importorskip("jax.numpy")
+    from botcore.adapters._arrays import from_numpy, to_numpy
+
+    x = jnp.asarray(np.array([[1.5, -2.0], [0.25, 3.0]], np.float32)).astype(jnp.bfloat16)
+    a, like = to_numpy(x)
+    assert a.dtype == np.float32 and like.framework == "jax" and like.dtype == "bfloat16"
+    np.testing.assert_array_equal(a, [[1.5, -2.0], [0.25, 3.0]])
+    back = from_numpy(a * 2, like)
+    assert back.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(back, np.float32), [[3.0, -4.0], [0.5, 6.0]])
+
+
+def test_progress_is_called_once_per_signal_with_its_name():
+    """``progress(done, total, signal_name)`` after each signal, in memory. Kills
+    ``pipeline.x_run__mutmut_26`` (the callback dropped) and ``execute.x_run_local__mutmut_34``
+    (called without the signal's name)."""
+    from botcore.adapters import resize_model
+
+    cfg = {"model_type": "bert", "num_hidden_layers": 2, "hidden_size": 8, "num_attention_heads": 2,
+           "intermediate_size": 16, "vocab_size": 5, "max_position_embeddings": 4, "type_vocab_size": 2}
+    shapes = {"embeddings.word_embeddings.weight": (5, 8), "embeddings.position_embeddings.weight": (4, 8),
+              "embeddings.token_type_embeddings.weight": (2, 8), "embeddings.LayerNorm.weight": (8,),
+              "embeddings.LayerNorm.bias": (8,)}
+    for i in range(2):
+        for n, s in [("attention.self.query", (8, 8)), ("attention.self.key", (8, 8)),
+                     ("attention.self.value", (8, 8)), ("attention.output.dense", (8, 8)),
+                     ("intermediate.dense", (16, 8)), ("output.dense", (8, 16))]:
+            shapes[f"encoder.layer.{i}.{n}.weight"] = s
+            shapes[f"encoder.layer.{i}.{n}.bias"] = s[:1]
+        for n in ("attention.output.LayerNorm", "output.LayerNorm"):
+            shapes[f"encoder.layer.{i}.{n}.weight"] = shapes[f"encoder.layer.{i}.{n}.bias"] = (8,)
+    rng = np.random.default_rng(1)
+    params = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+    calls = []
+    resize_model(params, {"hidden": 4}, config=cfg, progress=lambda *a: calls.append(a))
+    total = calls[0][1]
+    assert total > 1 and [c[:2] for c in calls] == [(k, total) for k in range(1, total + 1)]
+    names = [c[2] for c in calls]
+    assert all(isinstance(n, str) and n for n in names) and len(set(names)) == total
+
+
+def test_row_offsets_of_fused_parts_and_scalars():
+    """Parts of one native tensor start where the previous part's rows end; a 0-d tensor counts
+    one row. Kills ``tiles.x__offsets__mutmut_5`` (``()[0]`` for a scalar)."""
+    from botcore.adapters.tiles import _offsets
+
+    def spec(name, native):
+        return SimpleNamespace(name=name, layered=False, native_shape=lambda shape: native,
+                               names=lambda k: [name])
+
+    specs = {"q": spec("q", (2, 4)), "k": spec("k", (3, 4)), "v": spec("v", (5, 4)), "t": spec("t", ())}
+    plan = SimpleNamespace(layout=SimpleNamespace(specs=specs),
+                           shapes={"q": (2, 4), "k": (3, 4), "v": (5, 4), "t": ()},
+                           outputs={"qkv": SimpleNamespace(parts=["q", "k", "v"]),
+                                    "t": SimpleNamespace(parts=["t"])})
+    assert _offsets(plan) == {"q": 0, "k": 2, "v": 5, "t": 0}
