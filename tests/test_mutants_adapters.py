@@ -181,3 +181,15 @@ def test_row_offsets_of_fused_parts_and_scalars():
                            outputs={"qkv": SimpleNamespace(parts=["q", "k", "v"]),
                                     "t": SimpleNamespace(parts=["t"])})
     assert _offsets(plan) == {"q": 0, "k": 2, "v": 5, "t": 0}
+
+
+def test_keras_norm_layers_map_to_weight_and_bias():
+    """RMSNorm (``scale`` only) maps to one weight; LayerNorm to its gamma and beta when present.
+    Kills ``keras.x__norm__mutmut_11`` (``hasattr("gamma")``: a TypeError)."""
+    from botcore.adapters.io.keras import _norm
+
+    s, g, b = np.ones(2), np.full(2, 2.0), np.zeros(2)
+    assert _norm(SimpleNamespace(scale=s), "n") == [("n.weight", "same", (s,))]
+    assert _norm(SimpleNamespace(scale=s, gamma=g, beta=b), "n") == [("n.weight", "same", (g,)),
+                                                                     ("n.bias", "same", (b,))]
+    assert _norm(SimpleNamespace(gamma=None, beta=b), "n") == [("n.bias", "same", (b,))]
