@@ -193,3 +193,29 @@ def test_keras_norm_layers_map_to_weight_and_bias():
     assert _norm(SimpleNamespace(scale=s, gamma=g, beta=b), "n") == [("n.weight", "same", (g,)),
                                                                      ("n.bias", "same", (b,))]
     assert _norm(SimpleNamespace(gamma=None, beta=b), "n") == [("n.bias", "same", (b,))]
+
+
+def test_gguf_description_names_the_method_and_the_sizes():
+    """Kills ``gguf.x__general__mutmut_49`` (a missing wavelet shown as ``None``, not ``-``)."""
+    from botcore.adapters.io.gguf import _general
+
+    plan = SimpleNamespace(reader=SimpleNamespace(meta={"general.name": "Tiny"}), card={"method": "bot"},
+                           sizes={"hidden": 4, "layers": 2}, source_sizes={"hidden": 8, "layers": 2})
+    out = _general(plan, 1)
+    assert out["general.description"][0] == (
+        "Resized with bot-scaling (botcore) from Tiny by bot (wavelet -, gain -): hidden 8 -> 4. "
+        "This model needs training before use.")
+    assert out["general.name"][0] == "Tiny (resized)" and out["general.file_type"][0] == 1
+
+
+def test_gguf_refuses_query_rows_that_are_not_whole_even_heads():
+    """GGUF permutes q/k rows per head: their count must be a multiple of 2 * heads. Kills
+    ``gguf.x__slots__mutmut_59`` (the columns checked instead of the rows)."""
+    from botcore.adapters.io.gguf import _slots
+
+    t = SimpleNamespace(name="model.layers.0.self_attn.q_proj.weight", shape=(6, 8), dtype="float32")
+    plan = SimpleNamespace(tensors=[t])
+    msg = ("model.layers.0.self_attn.q_proj.weight has 6 rows, not whole even-sized heads for 2 heads; "
+           "GGUF needs an even head_dim")
+    with pytest.raises(UnsupportedModelError, match="^" + re.escape(msg) + "$"):
+        _slots(plan, "llama", {"num_attention_heads": 2, "num_key_value_heads": 2}, None)
