@@ -219,3 +219,23 @@ def test_gguf_refuses_query_rows_that_are_not_whole_even_heads():
            "GGUF needs an even head_dim")
     with pytest.raises(UnsupportedModelError, match="^" + re.escape(msg) + "$"):
         _slots(plan, "llama", {"num_attention_heads": 2, "num_key_value_heads": 2}, None)
+
+
+def test_fractional_selection_growth_selects_with_the_roles():
+    """``fractional="select"``: BoT to the dyadic size, then uniform selection up to the target,
+    with the tensor's roles (an ``in`` axis is selected differently from an ``out`` one). Kills
+    ``methods.x__fractional_by_selection__mutmut_56`` (the last selection without roles)."""
+    import botcore
+    from botcore.adapters.methods import _fractional_by_selection
+
+    x = np.random.default_rng(2).normal(size=(6, 4)).astype(np.float32)
+    roles = ("out", "in")
+    axes = botcore.plan((6, 4), (6, 6), wavelet="haar", mode="periodization").axes
+    mid = tuple(a.fraction[0] if a.fraction and a.direction == "grow" else a.dst for a in axes)
+    assert mid != (6, 6)
+    want = botcore.select(botcore.resize(x, mid, roles=roles, wavelet="haar", mode="periodization", gain="function"),
+                          (6, 6), roles=roles)
+    got = _fractional_by_selection(x, roles, (6, 6), wavelet="haar", mode="periodization", gain="function")
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, botcore.select(botcore.resize(x, mid, roles=roles, wavelet="haar",
+                                                                 mode="periodization", gain="function"), (6, 6)))
