@@ -239,3 +239,32 @@ def test_fractional_selection_growth_selects_with_the_roles():
     np.testing.assert_array_equal(got, want)
     assert not np.array_equal(got, botcore.select(botcore.resize(x, mid, roles=roles, wavelet="haar",
                                                                  mode="periodization", gain="function"), (6, 6)))
+
+
+def test_stale_staging_folders_are_removed_and_journaled(tmp_path):
+    """A staging folder left by a dead process is removed when the next stage of that output
+    starts, and recorded in the stage and in the process's journal by its full path. Kills
+    ``staging.xǁStageǁ_clean_stale__mutmut_37`` (the journal got ``"None"``)."""
+    import os
+    import subprocess
+    import sys
+
+    from botcore._files import JOURNAL
+    from botcore.adapters.io.staging import Stage, stage_prefix
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)
+    out = tmp_path / "model-small"
+    stale = tmp_path / f"{stage_prefix(out)}{pid}-0123abcd"
+    stale.mkdir()
+    (stale / "part.bin").write_bytes(b"x")
+    other = tmp_path / f"{stage_prefix(out)}{os.getpid()}-feedbeef"  # a live owner: kept
+    other.mkdir()
+    stage = Stage(out)
+    try:
+        assert stage.cleaned == [stale.name]
+        assert JOURNAL.cleaned[-1] == str(stale)
+        assert not stale.exists() and other.exists()
+    finally:
+        stage.abort()
