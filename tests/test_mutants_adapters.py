@@ -268,3 +268,15 @@ def test_stale_staging_folders_are_removed_and_journaled(tmp_path):
         assert not stale.exists() and other.exists()
     finally:
         stage.abort()
+
+
+def test_source_formats_by_suffix_and_kind(tmp_path):
+    """Kills ``io.x_source_format__mutmut_38`` (``"GGUF"``: no reader module of that name)."""
+    from botcore.adapters.io import FORMATS, source_format
+
+    assert source_format("m.gguf") == source_format(tmp_path / "M.GGUF") == "gguf"
+    assert source_format("m.onnx") == "onnx" and source_format({"w": np.zeros(1)}) == "mapping"
+    assert source_format(tmp_path) == "hf"
+    (tmp_path / "metadata.json").write_text("{}")
+    assert source_format(tmp_path) == "keras"
+    assert {"gguf", "onnx", "hf", "keras", "mapping"} <= set(FORMATS)
