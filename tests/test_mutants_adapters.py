@@ -280,3 +280,19 @@ def test_source_formats_by_suffix_and_kind(tmp_path):
     (tmp_path / "metadata.json").write_text("{}")
     assert source_format(tmp_path) == "keras"
     assert {"gguf", "onnx", "hf", "keras", "mapping"} <= set(FORMATS)
+
+
+def test_bot_with_heads_by_selection_keeps_whole_heads():
+    """``heads="select"``: whole heads are selected, then BoT resizes the other axes. Kills
+    ``methods.x__bot__mutmut_38`` (the selection given ``None``)."""
+    import botcore
+    from botcore.adapters.methods import resize_signal
+
+    x = np.random.default_rng(3).normal(size=(4, 3, 8)).astype(np.float32)
+    roles = ("head", "head_dim", "in")
+    out, note = resize_signal(x, roles, (2, 3, 4), method="bot", wavelet="haar", mode="periodization",
+                              gain="function", heads="select")
+    heads = botcore.select(x, (2, 3, 8), roles=roles)
+    np.testing.assert_array_equal(out, botcore.resize(heads, (2, 3, 4), roles=roles, wavelet="haar",
+                                                      mode="periodization", gain="function"))
+    assert "heads by selection" in note
