@@ -93,6 +93,14 @@ def _best(rows: dict, names, *, higher: bool) -> str | None:
     return max(names, key=key, default=None)
 
 
+
+def _contest(data, target, *, steps, higher):
+    """Per-seed values, parameter counts, the best BoT variant and the best baseline of a target."""
+    per = _per_seed(data["runs"], target, steps=steps, higher=higher)
+    params = {r["method"]: r.get("params", 0) for r in data["runs"] if r["target"] == target}
+    bot = _best(per, [m for m in per if _is_bot(m)], higher=higher)
+    return per, params, bot, _best(per, _BASELINES, higher=higher)
+
 def _spread(xs, fmt) -> str:
     xs = list(xs)
     mean = sum(xs) / len(xs)
@@ -153,10 +161,7 @@ def lead_rows(case: str, path: Path) -> list[str]:
     data, steps, higher = _load(path)
     rows = []
     for target in data["settings"]["targets"]:
-        per = _per_seed(data["runs"], target, steps=steps, higher=higher)
-        params = {r["method"]: r.get("params", 0) for r in data["runs"] if r["target"] == target}
-        bot = _best(per, [m for m in per if _is_bot(m)], higher=higher)
-        base = _best(per, _BASELINES, higher=higher)
+        per, params, bot, base = _contest(data, target, steps=steps, higher=higher)
         if bot is None or base is None:
             ran = ", ".join(f"`{m}`" for m in sorted(per)) or "nothing"
             rows.append(f"| {case} / {target} | {steps} steps | only {ran} ran at this budget |"
@@ -215,10 +220,7 @@ def partial() -> str:
         for p in _files(case)[:1]:
             data, steps, higher = _load(p)
             for target in data["settings"]["targets"]:
-                per = _per_seed(data["runs"], target, steps=steps, higher=higher)
-                params = {r["method"]: r.get("params", 0) for r in data["runs"] if r["target"] == target}
-                bot = _best(per, [m for m in per if _is_bot(m)], higher=higher)
-                base = _best(per, _BASELINES, higher=higher)
+                per, params, bot, base = _contest(data, target, steps=steps, higher=higher)
                 if bot is None or base is None:
                     continue
                 for m in sorted(m for m in per if _is_bot(m) and len(per[m]) < len(per[bot])):
