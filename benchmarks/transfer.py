@@ -199,8 +199,10 @@ def _write_json(path: Path, data: dict) -> None:
 def output_folder(name: str, *, quick: bool, out=None) -> Path:
     """Where a run writes: ``out``, else a new temporary folder for ``--quick``, else ``benchmarks/results``.
 
-    >>> output_folder("vit", quick=True).is_relative_to(RESULTS)
-    False
+    >>> folder = output_folder("vit", quick=True)
+    >>> folder.is_relative_to(RESULTS), folder.name.startswith("bot-transfer-vit-quick-")
+    (False, True)
+    >>> folder.rmdir()  # the example leaves nothing behind
     """
     if out is not None:
         return Path(out)
