@@ -57,7 +57,7 @@ case "$TREE" in  # what is mutated, and the fast tests that cover it
   adapters)  # the ONNX modules are the onnx tree: their tests export torch models (minutes)
     ONLY='["botcore/adapters/*", "botcore/_files.py"]'
     SKIP='["botcore/adapters/onnx/*", "botcore/adapters/io/onnx.py"]'
-    TESTS='["tests/test_values_families.py", "tests/test_values_algebra.py", "tests/test_resize_model.py", "tests/test_adapter_families.py", "tests/test_rotation.py", "tests/test_rotation_values.py", "tests/test_overwrite_safety.py", "tests/test_gguf.py", "tests/test_keras.py", "tests/test_streaming.py", "tests/test_mutants_adapters.py", "botcore/adapters/", "--ignore=botcore/adapters/onnx", "--ignore=botcore/adapters/io/onnx.py"]' ;;
+    TESTS='["tests/test_values_families.py", "tests/test_values_algebra.py", "tests/test_resize_model.py", "tests/test_adapter_families.py", "tests/test_rotation.py", "tests/test_rotation_values.py", "tests/test_overwrite_safety.py", "tests/test_gguf.py", "tests/test_keras.py", "tests/test_streaming.py", "tests/test_mutants_adapters.py", "tests/test_rotation_post_ln.py", "tests/test_rotation_layernorm.py", "tests/test_tied_heads.py", "tests/test_families_decoders.py", "tests/test_target_properties.py", "tests/test_growth_options.py", "tests/test_calibration.py", "tests/test_cli.py", "tests/test_cli_exit_codes.py", "tests/test_bad_input.py", "tests/test_resize_model_real.py", "botcore/adapters/", "--ignore=botcore/adapters/onnx", "--ignore=botcore/adapters/io/onnx.py"]' ;;
   onnx)  # configured, not measured: about a minute of torch exports per mutant on 2 cores
     ONLY='["botcore/adapters/onnx/*", "botcore/adapters/io/onnx.py"]'
     SKIP='[]'
@@ -102,6 +102,9 @@ fi
 sync "$SRC/tests" "$WORK/tests"
 find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
 sed -e 's#"backends/#"botcore/backends/#g' "$SRC/conftest.py" > "$WORK/conftest.py"
+# child processes of the tests import the mutants and report their hits (scripts/mutmut_children.py)
+cp "$ROOT/scripts/mutmut_children.py" "$WORK/mutmut_children.py"
+printf 'import mutmut_children\nmutmut_children.record_in_child()\n' > "$WORK/sitecustomize.py"
 "$PY" - "$SRC/pyproject.toml" "$WORK/pyproject.toml" "$ONLY" "$SKIP" "$TESTS" <<'PYEOF'
 import re, sys
 src, dst, only, skip, tests = sys.argv[1:]
@@ -110,7 +113,9 @@ section = re.search(r"^\[tool\.mutmut\]\n(?:(?!^\[).*\n?)*", text, re.M).group(0
 new = re.sub(r"^do_not_mutate = .*$", "do_not_mutate = " + skip, section, flags=re.M)
 new = re.sub(r"^pytest_add_cli_args_test_selection = .*$",
              "pytest_add_cli_args_test_selection = " + tests, new, flags=re.M)
+new = re.sub(r"^pytest_add_cli_args = \[", 'pytest_add_cli_args = ["-p", "mutmut_children", ', new, flags=re.M)
 new = new.rstrip("\n") + "\nonly_mutate = " + only + "\n"
+new += 'also_copy = ["mutmut_children.py", "sitecustomize.py"]\n'
 # the staged tree has no separate backends/ and adapters/: pytest collects only the selection
 text = text.replace(section, new)
 text = re.sub(r'^testpaths = .*$', 'testpaths = ["tests"]', text, flags=re.M)
