@@ -296,3 +296,42 @@ def test_bot_with_heads_by_selection_keeps_whole_heads():
     np.testing.assert_array_equal(out, botcore.resize(heads, (2, 3, 4), roles=roles, wavelet="haar",
                                                       mode="periodization", gain="function"))
     assert "heads by selection" in note
+
+
+def _bert(rng, *, zero_query: bool = False) -> tuple[dict, dict]:
+    cfg = dict(model_type="bert", num_hidden_layers=2, hidden_size=8, num_attention_heads=2,
+               intermediate_size=16)
+    params = {}
+    for i in range(2):
+        for n, s in [("attention.self.query", (8, 8)), ("attention.self.key", (8, 8)),
+                     ("attention.self.value", (8, 8)), ("attention.output.dense", (8, 8)),
+                     ("intermediate.dense", (16, 8)), ("output.dense", (8, 16))]:
+            w = rng.normal(size=s).astype(np.float32)
+            params[f"encoder.layer.{i}.{n}.weight"] = w * 0 if zero_query and "query" in n else w
+            params[f"encoder.layer.{i}.{n}.bias"] = np.zeros(s[0], np.float32)
+    return params, cfg
+
+
+def test_measured_energy_of_an_all_zero_signal_is_all_kept():
+    """A signal with no energy keeps all of it (1.0), not a ratio of zeros; the others are
+    the kept share, in (0, 1] when shrinking. Kills ``pipeline.x_energy_kept__mutmut_5``."""
+    from botcore.adapters import resize_model
+
+    params, cfg = _bert(np.random.default_rng(0), zero_query=True)
+    result = resize_model(params, {"layers": 1, "hidden": 4}, config=cfg, measure=True)
+    energy = {r.signal: r.energy for r in result.report if r.energy is not None}
+    assert energy["q"] == 1.0, energy  # the stacked query weights: all zero
+    assert all(energy[s] == 1.0 for s in energy if s.endswith(".bias")), energy  # zero biases
+    others = [v for s, v in energy.items() if s != "q" and not s.endswith(".bias")]
+    assert len(others) >= 5 and all(0 < v < 1 for v in others), energy
+
+
+def test_gemma2_claims_sandwich_norms_without_qk_norms():
+    """Gemma 2 has pre- and post-feed-forward norms; Gemma 3 adds per-head q/k norms.
+    Kills ``gemma.xǁGemma2Adapterǁclaims__mutmut_9`` (the q_norm test replaced)."""
+    from botcore.adapters.families.gemma import Gemma2Adapter
+
+    gemma2 = ["model.layers.0.pre_feedforward_layernorm.weight", "model.layers.0.self_attn.q_proj.weight"]
+    assert Gemma2Adapter.claims(gemma2, {})
+    assert not Gemma2Adapter.claims(gemma2 + ["model.layers.0.self_attn.q_norm.weight"], {})
+    assert not Gemma2Adapter.claims(["model.layers.0.self_attn.q_proj.weight"], {})

@@ -194,3 +194,165 @@ def test_numpy_row_sums_cover_every_row_block(monkeypatch):
     np.testing.assert_array_equal(nb.row_sums(x), wide.sum(axis=-1))
     np.testing.assert_array_equal(nb.row_sums(x, 0.5), ((wide - 0.5) ** 2).sum(axis=-1))
     assert nb.std(x) == pytest.approx(float(np.std(wide)), rel=1e-12)
+
+
+# -- second sample (seed 1, at HEAD): one band, meta tensors, large rows ---------------
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_torch_synthesis_of_one_band_equals_pywt(axis):
+    """Haar's detail band alone has phases of opposite signs, so it cannot take the
+    duplicate-and-scale shortcut of the approximation band; both the fast kernel and the
+    stencil code (inputs that need gradients) must agree with PyWavelets. Kills
+    ``torch.x_upsample__mutmut_2`` (the shortcut taken when the weights differ)."""
+    torch = pytest.importorskip("torch")
+    import pywt
+
+    from botcore.backends import torch as tb
+
+    bank = filter_bank("haar")
+    c = _x(4, 3, 4)
+    for band in ("a", "d"):
+        args = (c, None) if band == "a" else (None, c)
+        want = pywt.idwt(*args, "haar", mode="periodization", axis=axis)
+        for grad in (False, True):
+            targs = tuple(None if v is None else torch.tensor(v, requires_grad=grad) for v in args)
+            got = tb.idwt(*targs, bank, axis=axis, mode="periodization").detach().numpy()
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_torch_upsample_of_a_meta_tensor_stays_on_its_device():
+    """A shapes-only (meta) tensor is upsampled on its own device: the weights are made
+    there too (the same holds for CUDA). Kills ``torch.x_upsample__mutmut_65`` (the
+    weights on the default device)."""
+    torch = pytest.importorskip("torch")
+    from botcore.backends import torch as tb
+
+    for axis in (0, 1):
+        y = tb.upsample(torch.empty(3, 4, device="meta"), 0.5, -0.5, axis)
+        assert y.device.type == "meta" and tuple(y.shape) == ((6, 4) if axis == 0 else (3, 8))
+
+
+def test_tf_large_eager_synthesis_runs_the_compiled_level(monkeypatch):
+    """Eager inputs above ``XLA_MIN_SIZE`` run one XLA-compiled level per (bank, axis, mode),
+    whichever band is given. Kills ``tensorflow.x_idwt__mutmut_1`` (no reference band:
+    always the eager stencil code)."""
+    tf = pytest.importorskip("tensorflow")
+    from botcore.backends import tensorflow as tb
+
+    monkeypatch.setattr(tb, "XLA_MIN_SIZE", 1)
+    bank = filter_bank("haar")
+    c = tf.constant(_x(4, 6, dtype=np.float32))
+    for args in ((c, None), (None, c), (c, c)):
+        tb._compiled.cache_clear()
+        y = tb.idwt(*args, bank, axis=1, mode="periodization")
+        assert tb._compiled.cache_info().misses == 1 and tuple(y.shape) == (4, 12)
+
+
+def test_numpy_pairs_sum_every_term_of_a_duplicated_phase():
+    """The packed float32 writer of a duplicated phase (both output samples alike) with two
+    terms: each sample is ``w0 * s0 + w1 * s1``, rounded in float32, written twice. Kills
+    ``numpy.x__pairs__mutmut_17`` (no scratch buffer for the second term)."""
+    a, k = 3, 5
+    s0, s1 = _x(a, k, 1, dtype=np.float32), _x(a, k, 1, dtype=np.float32)
+    w0, w1 = np.float32(0.75), np.float32(-1.5)
+    out3 = np.zeros((a, 2 * k, 1), np.float32)
+    nb._pairs(out3.reshape(a, -1, 2).view(np.uint64)[:, :, 0], [(s0, 0, w0), (s1, 0, w1)], 1)
+    want = s0[:, :, 0] * w0 + s1[:, :, 0] * w1
+    np.testing.assert_array_equal(out3[:, 0::2, 0], want)
+    np.testing.assert_array_equal(out3[:, 1::2, 0], want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_resample_of_long_rows_runs_slice_by_slice(dtype):
+    """Rows after the axis of 4096 samples or more are resampled slice by slice into the
+    output; the result is the weighted sum of the indexed slices, tap by tap. Kills
+    ``numpy.x__resample_slices__mutmut_19`` (its scratch slice of the wrong shape: "no tests"
+    before, no test reached this path)."""
+    x = _x(5, 2, 2048, dtype=dtype)
+    index = np.array([[0, 1, 3], [1, 2, 4]])
+    weight = np.array([[0.25, 0.5, 1.0], [0.75, -0.5, 2.0]])
+    got = nb.resample(x, index, weight, axis=0)
+    want = np.stack([x[index[0, i]] * dtype(weight[0, i]) + x[index[1, i]] * dtype(weight[1, i])
+                     for i in range(3)])
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_numpy_row_sums_of_a_scalar_is_one_row():
+    """A 0-d array is one row of one sample. Kills ``numpy.x_row_sums__mutmut_6`` (two)."""
+    np.testing.assert_array_equal(nb.row_sums(np.float32(3.0)), [3.0])
+    np.testing.assert_array_equal(nb.row_sums(np.float32(3.0), 1.0), [4.0])
+
+
+def test_stencil_dwt_of_an_empty_axis_is_a_shape_error():
+    """No samples along the axis is not an even length: the stencil code (torch with
+    gradients, eager TensorFlow) refuses it as it refuses odd ones. Kills
+    ``_stencil.x_dwt__mutmut_13`` (``n == 1`` for ``n == 0``)."""
+    torch = pytest.importorskip("torch")
+    from botcore.backends import torch as tb
+
+    msg = r"^dwt needs an even length along axis 0, got 0$"
+    with pytest.raises(ShapeError, match=msg):
+        tb.dwt(torch.zeros(0, 3, requires_grad=True), filter_bank("haar"), axis=0,
+               mode="periodization", detail=True)
+    tf = pytest.importorskip("tensorflow")
+    from botcore.backends import tensorflow as tfb
+
+    with pytest.raises(ShapeError, match=msg):
+        tfb.dwt(tf.zeros((0, 3)), filter_bank("haar"), axis=0, mode="periodization", detail=False)
+
+
+def test_stencil_apply_of_a_unit_step_stencil_reads_shifted_windows():
+    """``apply`` with ``step == 1``: ``y[k] = sum(w * x[start + k])``, no polyphase split.
+    Kills ``_stencil.x_apply__mutmut_74`` (``_window`` called without its ops)."""
+    torch = pytest.importorskip("torch")
+    from botcore.backends import _stencil
+    from botcore.backends import torch as tb
+    from botcore.wavelets import Stencil
+
+    x = _x(2, 6)
+    st = Stencil(index=None, taps=((0, 0.5), (2, -1.0)), step=1, count=4)
+    got = _stencil.apply(tb, torch.from_numpy(x), st, 1).numpy()
+    np.testing.assert_allclose(got, 0.5 * x[:, 0:4] - x[:, 2:6], rtol=1e-15)
+
+
+def test_tf_eager_haar_analysis_takes_the_pairs_shortcut(monkeypatch):
+    """Eager Haar analysis without a periodic extension is ``w0 * x[0::2] + w1 * x[1::2]`` in
+    one pass (``ops.pairs``). Kills ``_stencil.x_apply__mutmut_25`` (the shortcut skipped)."""
+    tf = pytest.importorskip("tensorflow")
+    from botcore.backends import tensorflow as tfb
+
+    monkeypatch.setattr(tfb, "XLA_MIN_SIZE", 1 << 62)
+    calls = []
+    real = tfb.pairs
+    monkeypatch.setattr(tfb, "pairs", lambda *a: calls.append(a[1:]) or real(*a))
+    x = _x(3, 8, dtype=np.float32)
+    a, d = tfb.dwt(tf.constant(x), filter_bank("haar"), axis=1, mode="periodization", detail=True)
+    s = np.float32(2 ** -0.5)
+    assert [c[0] for c in calls] == [1, 1]  # the approximation and the detail band, on axis 1
+    np.testing.assert_allclose(a.numpy(), (x[:, 0::2] + x[:, 1::2]) * s, rtol=1e-6)
+    np.testing.assert_allclose(d.numpy(), (x[:, 0::2] - x[:, 1::2]) * s, rtol=1e-6, atol=1e-6)
+
+
+def test_stencil_take_of_one_run_is_a_view():
+    """An index that is one run of ``x`` is one slice, not a copy (no concatenation).
+    Kills ``_stencil.x_take__mutmut_26`` (one piece concatenated)."""
+    torch = pytest.importorskip("torch")
+    from botcore.backends import _stencil
+    from botcore.backends import torch as tb
+
+    x = torch.from_numpy(_x(3, 8))
+    y = _stencil.take(tb, x, np.arange(2, 6), 1)
+    np.testing.assert_array_equal(y.numpy(), x.numpy()[:, 2:6])
+    assert y.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+
+
+def test_numpy_same_terms_compares_sources_by_identity_and_the_rest_by_value():
+    """Two phases are computed once when their terms name the same arrays with equal offsets
+    and weights. Kills ``numpy.x__same_terms__mutmut_7`` (the source compared with the offset)."""
+    s, t = _x(2, 4), _x(2, 4)
+    assert nb._same_terms([(s, 0, 0.5), (t, 1, 0.25)], [(s, 0, 0.5), (t, 1, 0.25)])
+    assert not nb._same_terms([(s, 0, 0.5)], [(s.copy(), 0, 0.5)])
+    assert not nb._same_terms([(s, 0, 0.5)], [(s, 1, 0.5)])
+    assert not nb._same_terms([(s, 0, 0.5)], [(s, 0, 0.5), (t, 0, 0.5)])
