@@ -7,6 +7,7 @@ value received, what was expected and the fix.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 
@@ -27,9 +28,7 @@ def check_finite(backend, x, func: str) -> None:
     """Refuse NaN or infinite elements (backends that cannot count without computing skip it)."""
     bad = backend.count_nonfinite(x)
     if bad:
-        total = 1
-        for n in backend.shape(x):
-            total *= n
+        total = math.prod(backend.shape(x))
         raise NonFiniteError(
             f"{func} got an array with NaN or infinite values ({bad} of {total} elements); "
             "expected finite weights: repair them first, or pass check_finite=False to resize "
