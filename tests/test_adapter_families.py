@@ -344,3 +344,25 @@ def test_in_memory_tied_heads_write_loadable_directories(name, tmp_path):
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
     y = _outputs(loaded.eval(), _inputs(name, cfg))
     assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("layers, want", [(2, [1, 2]), (3, [1, 2, 3]), (6, [2, 3, 5, 6]), (8, [2, 4, 6, 8])])
+def test_dinov2_backbone_stages_keep_their_relative_depth_and_load(layers, want, tmp_path):
+    """A DINOv2 backbone reading four stages (as a DPT depth head does) keeps them at the same
+    relative depths, ascending and without repeats, so transformers accepts the config; with
+    fewer layers than stages it reads fewer. (Before: the old last stage was renamed to the new
+    last, the others kept by name, so 4 -> 2 layers gave ``['stage2', 'stage2']``, which
+    ``Dinov2Config`` refuses as duplicates.)"""
+    cfg = transformers.Dinov2Config(num_hidden_layers=4, hidden_size=32, num_attention_heads=4,
+                                    mlp_ratio=2, image_size=16, patch_size=4,
+                                    out_indices=[1, 2, 3, 4])
+    torch.manual_seed(0)
+    model = transformers.Dinov2Backbone(cfg).eval()
+    model.save_pretrained(tmp_path / "src")
+    resize_model(tmp_path / "src", {"layers": layers}, out=tmp_path / "out")
+    new = transformers.Dinov2Backbone.from_pretrained(tmp_path / "out").eval()
+    assert new.config.out_indices == want
+    assert new.config.out_features == [f"stage{i}" for i in want]
+    with torch.no_grad():
+        maps = new(pixel_values=torch.randn(1, 3, 16, 16)).feature_maps
+    assert len(maps) == len(want) and all(m.shape == (1, 32, 4, 4) for m in maps)

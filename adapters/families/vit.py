@@ -156,6 +156,52 @@ class ViTAdapter(Adapter):
             DeiTAdapter.claims(names, config) or Dinov2Adapter.claims(names, config))
 
 
+def _renumber(index: int, old: int, new: int) -> int:
+    """Stage ``index`` of ``old`` layers -> the stage at the same relative depth of ``new``.
+
+    Rounded half up; the stem (0) stays the stem and a layer never becomes it.
+
+    >>> [_renumber(i, 12, 6) for i in (0, 3, 6, 9, 12)]
+    [0, 2, 3, 5, 6]
+    >>> [_renumber(i, 4, 8) for i in (1, 2, 4)]
+    [2, 4, 8]
+    """
+    return 0 if index == 0 else max(1, (2 * index * new + old) // (2 * old))
+
+
+def backbone_stages(config, layers: int) -> dict:
+    """``stage_names``, ``out_features`` and ``out_indices`` of a backbone config for ``layers``.
+
+    Each selected stage moves to the same relative depth (a DPT head reading layers 3, 6,
+    9 and 12 of 12 reads 2, 3, 5 and 6 of 6), negative indices count from the end, and the
+    result is ascending without repeats, as transformers' backbone configs require (fewer
+    layers than selected stages therefore select fewer stages).
+
+    >>> cfg = {"stage_names": ["stem"] + [f"stage{i}" for i in range(1, 5)],
+    ...        "out_features": ["stage2", "stage4"], "out_indices": [2, -1]}
+    >>> backbone_stages(cfg, 2)
+    {'stage_names': ['stem', 'stage1', 'stage2'], 'out_indices': [1, 2], 'out_features': ['stage1', 'stage2']}
+    >>> backbone_stages(cfg, 1)["out_features"]
+    ['stage1']
+    """
+    stages = config.get("stage_names")
+    if not isinstance(stages, list):
+        return {}
+    old = len(stages) - 1
+    names = ["stem"] + [f"stage{i}" for i in range(1, layers + 1)]
+    out = {"stage_names": names}
+
+    def picked(indices) -> list:
+        return sorted({_renumber(i % (old + 1), old, layers) for i in indices})
+
+    if old > 0 and config.get("out_indices") is not None:
+        out["out_indices"] = picked(config["out_indices"])
+    if old > 0 and config.get("out_features") is not None:
+        chosen = picked(stages.index(f) for f in config["out_features"] if f in stages)
+        out["out_features"] = [names[i] for i in chosen]
+    return out
+
+
 def _ratio(sizes) -> float | int:
     ratio = sizes["ffn"] / sizes["hidden"]
     if int(sizes["hidden"] * ratio) != sizes["ffn"]:
@@ -195,20 +241,7 @@ class Dinov2Adapter(ViTAdapter):
         out = super().write_config(config, sizes)
         out.pop("intermediate_size", None)
         out["mlp_ratio"] = _ratio(sizes)
-        stages = config.get("stage_names")
-        if isinstance(stages, list):
-            old_last = stages[-1] if stages else None
-            out["stage_names"] = ["stem"] + [f"stage{i}" for i in range(1, sizes["layers"] + 1)]
-            new_last = out["stage_names"][-1]
-            if config.get("out_features") is not None:
-                out["out_features"] = [new_last if f == old_last else f
-                                       for f in config["out_features"]
-                                       if f == old_last or f in out["stage_names"]]
-            if config.get("out_indices") is not None:
-                n_old = len(stages) - 1
-                out["out_indices"] = [sizes["layers"] if i in (n_old, -1) else i
-                                      for i in config["out_indices"]
-                                      if i in (n_old, -1) or i <= sizes["layers"]]
+        out.update(backbone_stages(config, sizes["layers"]))
         return out
 
     @classmethod
