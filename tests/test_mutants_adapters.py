@@ -225,8 +225,9 @@ def test_fractional_selection_growth_selects_with_the_roles():
     """``fractional="select"``: BoT to the dyadic size, then uniform selection up to the target,
     with the tensor's roles (an ``in`` axis is selected differently from an ``out`` one). Kills
     ``methods.x__fractional_by_selection__mutmut_56`` (the last selection without roles)."""
-    import botcore
     from botcore.adapters.methods import _fractional_by_selection
+
+    import botcore
 
     x = np.random.default_rng(2).normal(size=(6, 4)).astype(np.float32)
     roles = ("out", "in")
@@ -249,8 +250,9 @@ def test_stale_staging_folders_are_removed_and_journaled(tmp_path):
     import subprocess
     import sys
 
-    from botcore._files import JOURNAL
     from botcore.adapters.io.staging import Stage, stage_prefix
+
+    from botcore._files import JOURNAL
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
@@ -285,8 +287,9 @@ def test_source_formats_by_suffix_and_kind(tmp_path):
 def test_bot_with_heads_by_selection_keeps_whole_heads():
     """``heads="select"``: whole heads are selected, then BoT resizes the other axes. Kills
     ``methods.x__bot__mutmut_38`` (the selection given ``None``)."""
-    import botcore
     from botcore.adapters.methods import resize_signal
+
+    import botcore
 
     x = np.random.default_rng(3).normal(size=(4, 3, 8)).astype(np.float32)
     roles = ("head", "head_dim", "in")
@@ -335,3 +338,88 @@ def test_gemma2_claims_sandwich_norms_without_qk_norms():
     assert Gemma2Adapter.claims(gemma2, {})
     assert not Gemma2Adapter.claims(gemma2 + ["model.layers.0.self_attn.q_norm.weight"], {})
     assert not Gemma2Adapter.claims(["model.layers.0.self_attn.q_proj.weight"], {})
+
+
+# -- third adapters sample (seed 2, at HEAD) ------------------------------------------
+
+
+def test_keras_rope_wavelength_is_the_checkpoints_theta():
+    """RoPE's base frequency goes to keras_hub's ``rope_max_wavelength``, from either place a
+    transformers config keeps it (the tests' tiny models use the default 10000, which keras_hub
+    assumes anyway). Kills ``keras.x__rope_to_keras__mutmut_23`` (the key's name)."""
+    from botcore.adapters.io.keras import _rope_to_keras
+
+    for hf in ({"model_type": "llama", "rope_theta": 500000.0},
+               {"model_type": "llama", "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}}):
+        kc: dict = {}
+        _rope_to_keras(hf, kc)
+        assert kc == {"rope_max_wavelength": 500000.0}
+
+
+def test_gguf_pre_tokenizer_names():
+    """llama.cpp's names for the pre-tokenizers it knows. Kills ``gguf.x__pre_name__mutmut_44``
+    (SmolLM's digits-then-bytes sequence not recognised)."""
+    from botcore.adapters.io.gguf import _pre_name
+
+    byte = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}
+    smol = {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, byte]}
+    assert _pre_name(smol) == "smollm"
+    assert _pre_name(byte) == "gpt-2"
+    assert _pre_name({"type": "Sequence", "pretokenizers": [{"type": "Digits"}, byte]}) is None
+    assert _pre_name(None) is None
+
+
+def test_gguf_metadata_without_a_size_key_names_it():
+    """Each of the four size keys is required; a file without one is refused by its name.
+    Kills ``gguf.x_gguf_config__mutmut_26`` (the layer count not required)."""
+    from botcore.adapters.io.gguf import gguf_config
+
+    full = {"general.architecture": "llama", "llama.block_count": 2, "llama.embedding_length": 8,
+            "llama.feed_forward_length": 16, "llama.attention.head_count": 2}
+    for key in ("llama.block_count", "llama.embedding_length", "llama.feed_forward_length",
+                "llama.attention.head_count"):
+        meta = {k: v for k, v in full.items() if k != key}
+        msg = (f"the GGUF metadata lacks {key}; expected a model file from llama.cpp's "
+               "convert_hf_to_gguf.py (re-convert it)")
+        with pytest.raises(UnsupportedModelError, match="^" + re.escape(msg) + "$"):
+            gguf_config(meta, ["token_embd.weight"])
+
+
+def _gguf_bytes(alignment: int | None, rows: int = 4) -> bytes:
+    """A GGUF v3 file with one float32 tensor (4 x ``rows``) and an optional ``general.alignment``."""
+    import struct
+
+    def s(text: str) -> bytes:
+        return struct.pack("<Q", len(text)) + text.encode()
+
+    kv = [s("general.architecture") + struct.pack("<I", 8) + s("llama")]
+    if alignment is not None:
+        kv.append(s("general.alignment") + struct.pack("<II", 4, alignment))
+    out = b"GGUF" + struct.pack("<IQQ", 3, 1, len(kv)) + b"".join(kv)
+    out += s("token_embd.weight") + struct.pack("<I", 2) + struct.pack("<QQ", 4, rows)
+    out += struct.pack("<IQ", 0, 0)
+    align = alignment or 32
+    out += bytes(-len(out) % align)
+    return out + np.arange(4 * rows, dtype=np.float32).tobytes()
+
+
+def test_gguf_alignment_from_the_metadata_places_the_data(tmp_path):
+    """``general.alignment`` (a uint32 power of two) moves the data section to its next
+    multiple; other values are refused by name. Kills ``gguf.x__place__mutmut_15`` (the key's
+    type looked up under another name)."""
+    pytest.importorskip("gguf")
+    from botcore.adapters.io.gguf import parse_header
+
+    for alignment in (None, 64, 128):
+        path = tmp_path / f"a{alignment}.gguf"
+        raw = _gguf_bytes(alignment)
+        path.write_bytes(raw)
+        meta, _, tensors = parse_header(path)
+        (t,) = tensors
+        assert t.offset % (alignment or 32) == 0 and t.offset == len(raw) - t.nbytes
+        assert meta.get("general.alignment") == alignment
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(_gguf_bytes(48))
+    msg = "not a readable GGUF file: general.alignment 48 is not a power of two (uint32)"
+    with pytest.raises(UnsupportedModelError, match=re.escape(msg)):
+        parse_header(path)

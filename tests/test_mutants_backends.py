@@ -9,8 +9,8 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
-
 from botcore.backends import numpy as nb
+
 from botcore.errors import ModeError, ShapeError
 from botcore.wavelets import filter_bank
 
@@ -207,7 +207,6 @@ def test_torch_synthesis_of_one_band_equals_pywt(axis):
     ``torch.x_upsample__mutmut_2`` (the shortcut taken when the weights differ)."""
     torch = pytest.importorskip("torch")
     import pywt
-
     from botcore.backends import torch as tb
 
     bank = filter_bank("haar")
@@ -309,6 +308,7 @@ def test_stencil_apply_of_a_unit_step_stencil_reads_shifted_windows():
     torch = pytest.importorskip("torch")
     from botcore.backends import _stencil
     from botcore.backends import torch as tb
+
     from botcore.wavelets import Stencil
 
     x = _x(2, 6)
