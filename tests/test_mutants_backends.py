@@ -356,3 +356,62 @@ def test_numpy_same_terms_compares_sources_by_identity_and_the_rest_by_value():
     assert not nb._same_terms([(s, 0, 0.5)], [(s.copy(), 0, 0.5)])
     assert not nb._same_terms([(s, 0, 0.5)], [(s, 1, 0.5)])
     assert not nb._same_terms([(s, 0, 0.5)], [(s, 0, 0.5), (t, 0, 0.5)])
+
+
+# -- third sample (seed 2, at HEAD): chunks, lazy reads, device placement ------------
+
+
+def test_dask_synthesis_blocks_are_no_larger_than_the_band_blocks():
+    """Growing splits each band block in two before doubling, so an output block holds as many
+    samples as a band block (bounded memory per task). Kills ``dask.x__halved__mutmut_10``
+    (blocks of two not split: output blocks of four)."""
+    da = pytest.importorskip("dask.array")
+    from botcore.backends import dask as dk
+
+    band = da.from_array(_x(6, 4), chunks=(2, 4))
+    y = dk.idwt(band, None, filter_bank("haar"), axis=0, mode="periodization")
+    assert y.chunks == ((2,) * 6, (4,))
+    np.testing.assert_array_equal(y.compute(), nb.idwt(band.compute(), None, filter_bank("haar"),
+                                                       axis=0, mode="periodization"))
+
+
+def test_dask_from_sliceable_reads_nothing_until_computed():
+    """Wrapping a sliceable source builds the graph from its shape and dtype alone: not even an
+    empty slice is read (a remote or compressed dataset pays for every access). Kills
+    ``dask.x_from_sliceable__mutmut_33`` (no ``meta``: dask reads ``a[0:0, 0:0]`` to infer it)."""
+    pytest.importorskip("dask.array")
+    from botcore.backends import dask as dk
+
+    reads = []
+    data = _x(4, 6, dtype=np.float32)
+
+    class Source:
+        shape, dtype = data.shape, data.dtype
+
+        def __getitem__(self, key):
+            reads.append(key)
+            return data[key]
+
+    x = dk.from_sliceable(Source(), chunks=(2, 3))
+    assert reads == [] and x.dtype == np.float32
+    np.testing.assert_array_equal(x.compute(), data)
+    assert len(reads) == 4  # one read per block
+
+
+def test_jax_and_tf_from_numpy_take_the_dtype_and_device_of_like():
+    """Kills ``jax.x_from_numpy__mutmut_14`` (the device of ``like`` not read) and
+    ``tensorflow.x_from_numpy__mutmut_1`` (the values dropped); both were "no tests"."""
+    jax = pytest.importorskip("jax")
+    tf = pytest.importorskip("tensorflow")
+    from botcore.backends import jax as jb
+    from botcore.backends import tensorflow as tfb
+
+    a = np.array([0.1, 2.5, -3.0])
+    like = jax.numpy.zeros(2, dtype="float32")
+    y = jb.from_numpy(a, like)
+    assert y.dtype == np.float32 and y.devices() == like.devices()
+    np.testing.assert_array_equal(np.asarray(y), a.astype(np.float32))
+    for like in (tf.zeros(2, dtype=tf.float32), np.zeros(2, np.float32)):
+        t = tfb.from_numpy(a, like)
+        assert isinstance(t, tf.Tensor) and t.dtype == tf.float32
+        np.testing.assert_array_equal(t.numpy(), a.astype(np.float32))
