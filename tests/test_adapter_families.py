@@ -366,3 +366,28 @@ def test_dinov2_backbone_stages_keep_their_relative_depth_and_load(layers, want,
     with torch.no_grad():
         maps = new(pixel_values=torch.randn(1, 3, 16, 16)).feature_maps
     assert len(maps) == len(want) and all(m.shape == (1, 32, 4, 4) for m in maps)
+
+
+def test_timm_layerscale_names_are_the_canonical_scale_signals():
+    """timm's DINOv2-style blocks (``ls1.gamma``, ``ls2.gamma``) give the same canonical
+    signals as Hugging Face's ``layer_scale1/2.lambda1``: one ``(layers, hidden)`` stack each.
+    Kills ``vit.x__rules__mutmut_330`` (the second LayerScale under another role name)."""
+    rng = np.random.default_rng(0)
+    h, layers = 8, 2
+    shapes = {"cls_token": (1, 1, h), "pos_embed": (1, 5, h), "patch_embed.proj.weight": (h, 3, 4, 4),
+              "patch_embed.proj.bias": (h,), "norm.weight": (h,), "norm.bias": (h,)}
+    for i in range(layers):
+        for name, shape in [("norm1", (h,)), ("attn.qkv", (3 * h, h)), ("attn.proj", (h, h)),
+                            ("norm2", (h,)), ("mlp.fc1", (2 * h, h)), ("mlp.fc2", (h, 2 * h))]:
+            shapes[f"blocks.{i}.{name}.weight"] = shape
+            shapes[f"blocks.{i}.{name}.bias"] = shape[:1]
+        shapes[f"blocks.{i}.ls1.gamma"] = shapes[f"blocks.{i}.ls2.gamma"] = (h,)
+    params = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+    signals = to_signals(params, {"num_attention_heads": 2}, family="vit")
+    assert sorted(signals) == sorted(
+        ["embed.position", "token.cls", "patch", "patch.bias", "norm_final.weight", "norm_final.bias",
+         "scale1", "scale2"] + [f"{r}{b}" for r in ("q", "k", "v", "o", "ffn_in", "ffn_out") for b in ("", ".bias")]
+        + [f"norm{j}.{b}" for j in (1, 2) for b in ("weight", "bias")])
+    for name, key in (("scale1", "ls1.gamma"), ("scale2", "ls2.gamma")):
+        want = np.stack([params[f"blocks.{i}.{key}"] for i in range(layers)])
+        np.testing.assert_array_equal(np.asarray(signals[name].data), want)

@@ -294,7 +294,9 @@ def _assert_round_trip(found: dict) -> None:
         assert r["model_type"] == BACKBONES[name]
         assert {"config.json", "metadata.json", "model.weights.h5"} <= set(r["files"])
     assert found["Llama3Backbone"]["dtypes"] == ["bfloat16"]
-    assert refusals["lora"].startswith("UnsupportedModelError") and "LoRA" in refusals["lora"]
+    assert refusals["lora"] == (
+        "UnsupportedModelError: the LlamaBackbone has LoRA enabled; expected plain kernels: save it "
+        "with backbone.save_to_preset(dir), which merges LoRA into the kernels, and resize that folder")
     assert "task.backbone" in refusals["task"]
     assert "cls.predictions.bias" in refusals["extra"] and not refusals["extra_left"]
     assert refusals["aborted"] == "no error" and "aborted" not in refusals["left"]
