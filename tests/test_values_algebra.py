@@ -156,28 +156,38 @@ def test_take_on_torch_is_numpy_take():
     np.testing.assert_array_equal(botcore.take(torch.tensor(a), [2], axis=1).numpy(), a[:, [2]])
 
 
+@pytest.mark.parametrize("grad", [False, True])
 @pytest.mark.parametrize("wavelet", ["haar", "db2", "sym4", "coif3", "bior2.2", "bior6.8", "rbio3.1"])
-def test_torch_stencils_are_the_pywt_transform(wavelet):
+def test_torch_stencils_are_the_pywt_transform(wavelet, grad):
     """The filter-bank stencils (botcore.wavelets) drive the torch/tf/jax kernels: every band,
-    analysis and synthesis, odd and even lengths, against PyWavelets."""
+    analysis and synthesis, odd and even lengths, against PyWavelets. Tensors that need
+    gradients run the shared stencil code (``backends/_stencil.py``), the others torch's own
+    fast kernels; both are checked."""
     import warnings
 
     import pywt
 
     torch = pytest.importorskip("torch")
+
+    def t(a):
+        return torch.tensor(a, requires_grad=grad)
+
+    def n(a):
+        return a.detach().numpy()
+
     x = np.random.default_rng(6).normal(size=(6, 10, 7))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         ref = pywt.wavedecn(x, wavelet, mode="periodization", level=1)
-    p = botcore.decompose(torch.tensor(x), 1, wavelet=wavelet)
-    np.testing.assert_allclose(p.approx.numpy(), ref[0], rtol=1e-10, atol=1e-12)
+    p = botcore.decompose(t(x), 1, wavelet=wavelet)
+    np.testing.assert_allclose(n(p.approx), ref[0], rtol=1e-10, atol=1e-12)
     for key, band in ref[1].items():
-        np.testing.assert_allclose(p.details[0][key].numpy(), band, rtol=1e-10, atol=1e-12, err_msg=key)
-    np.testing.assert_allclose(botcore.reconstruct(p).numpy(), x, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(n(p.details[0][key]), band, rtol=1e-10, atol=1e-12, err_msg=key)
+    np.testing.assert_allclose(n(botcore.reconstruct(p)), x, rtol=1e-10, atol=1e-10)
     small = np.random.default_rng(7).normal(size=(3, 5, 4))
-    got = botcore.resize(torch.tensor(small), (6, 20, 4), wavelet=wavelet, roles=("depth", "out", "in"))
+    got = botcore.resize(t(small), (6, 20, 4), wavelet=wavelet, roles=("depth", "out", "in"))
     want = reference.resize(small, (6, 20, 4), ("depth", "out", "in"), wavelet=wavelet)
-    np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(n(got), want, rtol=1e-10, atol=1e-12)
 
 
 def test_weight_signal_select_is_select_with_its_roles():
@@ -185,6 +195,70 @@ def test_weight_signal_select_is_select_with_its_roles():
     s = botcore.WeightSignal(x, ("out", "in"), name="w").select((5, 6))
     np.testing.assert_array_equal(s.data, reference.select(x, (5, 6), ("out", "in")))
     assert s.roles == ("out", "in") and s.name == "w" and s.shape == (5, 6)
+
+
+def test_weight_signal_select_passes_its_options():
+    """``WeightSignal.select(shape, backend=...)`` is ``select`` with the override: the data
+    comes back in that framework (docs/backends.md)."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(8).normal(size=(3, 4))
+    s = botcore.WeightSignal(x, ("out", "in"), name="w").select((5, 6), backend="torch")
+    assert isinstance(s.data, torch.Tensor)
+    np.testing.assert_array_equal(s.data.numpy(), reference.select(x, (5, 6), ("out", "in")))
+
+
+@pytest.mark.parametrize("n", [0, -2, 3])
+def test_analysis_stencils_need_a_positive_even_length(n):
+    """The stencil builder refuses what no level can analyse (the backends refuse it first,
+    with a ShapeError naming the axis; this guards the builder itself)."""
+    from botcore.wavelets import _analysis_stencil, filter_bank
+
+    with pytest.raises(ValueError, match=f"^analysis needs a positive even length, got {n}$"):
+        _analysis_stencil(filter_bank("db2"), n, "a")
+    assert _analysis_stencil(filter_bank("db2"), 2, "a").count == 1
+
+
+def _apply_stencil(x, st):
+    """``y[k] = sum(w * x_ext[start + step * k])``, ``x_ext = x[index]``: the Stencil's definition."""
+    ext = x if st.index is None else x[st.index]
+    return np.array([sum(w * ext[start + st.step * k] for start, w in st.taps) for k in range(st.count)])
+
+
+@pytest.mark.parametrize("wavelet", ["haar", "db2", "bior2.2", "coif3"])
+def test_stencils_follow_their_definition(wavelet):
+    """Each analysis stencil gives PyWavelets' periodized band; each synthesis stencil one output
+    phase of PyWavelets' synthesis from that band alone, read by the definition in
+    ``botcore.wavelets.Stencil`` (index, taps, step, count), with no backend in between."""
+    import pywt
+
+    from botcore.wavelets import _analysis_stencil, _synthesis_stencil, filter_bank
+
+    bank = filter_bank(wavelet)
+    rng = np.random.default_rng(9)
+    x, c = rng.normal(size=12), rng.normal(size=6)
+    bands = dict(zip("ad", pywt.dwt(x, wavelet, mode="periodization")))
+    for band in "ad":
+        np.testing.assert_allclose(_apply_stencil(x, _analysis_stencil(bank, 12, band)), bands[band],
+                                   rtol=1e-12, atol=1e-12)
+        want = pywt.idwt(*((c, None) if band == "a" else (None, c)), wavelet, mode="periodization")
+        for phase in (0, 1):
+            st = _synthesis_stencil(bank, 6, band, phase)
+            assert st.step == 1 and st.count == 6
+            np.testing.assert_allclose(_apply_stencil(c, st), want[phase::2], rtol=1e-12, atol=1e-12)
+
+
+def test_stencil_taps_are_the_nonzero_coefficients():
+    """Zero coefficients are left out and every other one kept, whatever its value (1.0 too),
+    at ``F - 1 - j`` for analysis; a band other than ``a``/``d`` is refused."""
+    from botcore.wavelets import FilterBank, _analysis_stencil, _filter, _synthesis_stencil
+
+    f = np.array([1.0, 0.0, 0.5, 0.25])
+    bank = FilterBank("custom", f, -f, f[::-1], -f[::-1], False)
+    assert _analysis_stencil(bank, 8, "a").taps == ((3, 1.0), (1, 0.5), (0, 0.25))
+    weights = [w for p in (0, 1) for _, w in _synthesis_stencil(bank, 4, "a", p).taps]
+    assert sorted(weights) == [0.25, 0.5, 1.0]
+    with pytest.raises(ValueError, match="^band must be 'a' or 'd', got 'x'$"):
+        _filter(bank, "x", analysis=True)
 
 
 def test_pyramid_to_pywt_is_the_wavedecn_list():
