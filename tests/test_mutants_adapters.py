@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from botcore.errors import NonFiniteError, OutputError, TargetError, UnsupportedModelError
+from botcore.errors import NonFiniteError, OutputError, ParameterKeyError, TargetError, UnsupportedModelError
 
 
 def test_post_ln_rotation_of_a_both_sided_matrix():
@@ -406,11 +406,11 @@ def _gguf_bytes(alignment: int | None, rows: int = 4) -> bytes:
 def test_gguf_alignment_from_the_metadata_places_the_data(tmp_path):
     """``general.alignment`` (a uint32 power of two) moves the data section to its next
     multiple; other values are refused by name. Kills ``gguf.x__place__mutmut_15`` (the key's
-    type looked up under another name)."""
+    type looked up under another name) and ``gguf.x__place__mutmut_21`` (1 refused)."""
     pytest.importorskip("gguf")
     from botcore.adapters.io.gguf import parse_header
 
-    for alignment in (None, 64, 128):
+    for alignment in (None, 1, 64, 128):  # 1 = 2**0: no padding at all
         path = tmp_path / f"a{alignment}.gguf"
         raw = _gguf_bytes(alignment)
         path.write_bytes(raw)
@@ -422,4 +422,67 @@ def test_gguf_alignment_from_the_metadata_places_the_data(tmp_path):
     path.write_bytes(_gguf_bytes(48))
     msg = "not a readable GGUF file: general.alignment 48 is not a power of two (uint32)"
     with pytest.raises(UnsupportedModelError, match=re.escape(msg)):
+        parse_header(path)
+
+
+# -- fourth adapters sample (seed 3, at HEAD) -----------------------------------------
+
+
+def test_from_signals_honours_an_explicit_family():
+    """``family=`` is used, not guessed from the names: Llama parameters read back as BERT are
+    refused. Kills ``adapters.x_from_signals__mutmut_8`` (the family dropped)."""
+    from botcore.adapters import from_signals, to_signals
+
+    rng = np.random.default_rng(0)
+    cfg = {"model_type": "llama", "hidden_size": 8, "num_attention_heads": 2, "num_key_value_heads": 2,
+           "num_hidden_layers": 1, "intermediate_size": 16}
+    shapes = {"q_proj": (8, 8), "k_proj": (8, 8), "v_proj": (8, 8), "o_proj": (8, 8)}
+    params = {f"model.layers.0.self_attn.{n}.weight": rng.normal(size=s).astype(np.float32)
+              for n, s in shapes.items()}
+    params |= {f"model.layers.0.mlp.{n}.weight": rng.normal(size=s).astype(np.float32)
+               for n, s in {"gate_proj": (16, 8), "up_proj": (16, 8), "down_proj": (8, 16)}.items()}
+    signals = to_signals(params, cfg)
+    back = from_signals(signals, params, cfg)
+    assert all(np.array_equal(back[k], v) for k, v in params.items())
+    with pytest.raises(ParameterKeyError, match="^the bert adapter has no treatment for "):
+        from_signals(signals, params, cfg, family="bert")
+
+
+def test_row_offsets_skip_parts_without_rows():
+    """A part the layout does not resize (no spec) takes no rows of its native tensor. Kills
+    ``tiles.x__offsets__mutmut_27`` (``None`` rows)."""
+    from botcore.adapters.tiles import _offsets
+
+    spec = SimpleNamespace(name="q", layered=False, native_shape=lambda shape: (2, 4), names=lambda k: ["q"])
+    plan = SimpleNamespace(layout=SimpleNamespace(specs={"q": spec}), shapes={"q": (2, 4)},
+                           outputs={"w": SimpleNamespace(parts=["extra", "q"])})
+    assert _offsets(plan) == {"extra": 0, "q": 0}
+
+
+def _gguf_header(*, string_len=None, qtype=0) -> bytes:
+    import struct
+
+    def s(text: str) -> bytes:
+        return struct.pack("<Q", len(text)) + text.encode()
+
+    kv = s("general.architecture") + struct.pack("<I", 8)
+    kv += struct.pack("<Q", string_len) + b"llama" if string_len is not None else s("llama")
+    out = b"GGUF" + struct.pack("<IQQ", 3, 1, 1) + kv
+    out += s("token_embd.weight") + struct.pack("<I", 2) + struct.pack("<QQ", 4, 4) + struct.pack("<IQ", qtype, 0)
+    return out + bytes(-len(out) % 32) + bytes(64)
+
+
+def test_gguf_lengths_and_type_ids_are_unsigned(tmp_path):
+    """GGUF string lengths (uint64) and ggml type ids (uint32) are read unsigned, so an all-ones
+    field is refused with its real value. Kills ``gguf.xǁ_Cursorǁstring__mutmut_4`` (a signed
+    length: -1 passed the size check) and ``gguf.x__tensor_info__mutmut_20`` (a signed id)."""
+    pytest.importorskip("gguf")
+    from botcore.adapters.io.gguf import parse_header
+
+    path = tmp_path / "m.gguf"
+    path.write_bytes(_gguf_header(string_len=2**64 - 1))
+    with pytest.raises(UnsupportedModelError, match=f"a string claims {2**64 - 1} bytes, more than the file"):
+        parse_header(path)
+    path.write_bytes(_gguf_header(qtype=2**32 - 1))
+    with pytest.raises(UnsupportedModelError, match=f"has ggml type id {2**32 - 1}, "):
         parse_header(path)
