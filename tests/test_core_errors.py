@@ -253,6 +253,18 @@ def test_resize_messages_are_whole_sentences():
         "but the array has 1 axes; give exactly one role per axis")
 
 
+def test_plan_messages_name_the_shape_argument():
+    """``plan`` names which of its two shapes is wrong, and how to write one."""
+    assert _message(lambda: botcore.plan("abc", (2,))) == (
+        "src_shape must be a sequence of positive integers, got 'abc'; pass e.g. (6, 384, 1536)")
+    assert _message(lambda: botcore.plan((2,), [1.5])) == (
+        "dst_shape must be a sequence of positive integers, got [1.5]; pass e.g. (6, 384, 1536)")
+    assert _message(lambda: botcore.plan((0, 2), (2, 2))) == (
+        "src_shape (0, 2) has size 0; every size must be >= 1 (a weight tensor cannot have an empty axis)")
+    assert _message(lambda: botcore.plan((2, 2), (2, -1))) == (
+        "dst_shape (2, -1) has size -1; every size must be >= 1 (a weight tensor cannot have an empty axis)")
+
+
 def test_std_gain_of_a_constant_keeps_paper_magnitudes():
     """A zero-spread result cannot be scaled to the source's spread: it is left as computed."""
     np.testing.assert_array_equal(botcore.resize(np.ones((4, 4)), (2, 2), gain="std"),
