@@ -273,6 +273,11 @@ class Adapter:
         (Gemma's embedding: ``sqrt(hidden)``). Where the resize keeps the function
         the signal is multiplied by ``(src_hidden / dst_hidden) ** power``, so that
         the product the model computes is kept (:meth:`function_scale`).
+    gates : tuple of (signal_regex, str)
+        Residual writers whose branch is multiplied by a gate signal (LayerScale:
+        ``x + lambda * (W h + b)``). Function-preserving depth growth zeroes the gate
+        of an inserted layer, not the writer: zeroing both would leave the inserted
+        branch with no gradient at all (:meth:`zeroes_in_new_layers`).
     """
 
     family = ""
@@ -286,6 +291,7 @@ class Adapter:
     head_norms: tuple[str, ...] = ()
     offsets: tuple[tuple[str, float], ...] = ()
     hidden_powers: tuple[tuple[str, float], ...] = ()
+    gates: tuple[tuple[str, str], ...] = ()
     tie_default = True
     gqa = False
     free_head_dim = False
@@ -335,6 +341,23 @@ class Adapter:
     def offset_of(self, signal: str) -> float:
         """The offset the model adds to ``signal`` before using it (0 for most)."""
         return next((float(v) for p, v in self.offsets if re.fullmatch(p, signal)), 0.0)
+
+    def zeroes_in_new_layers(self, signal: str, rule, signals) -> bool:
+        """Whether function-preserving depth growth zeroes ``signal`` in inserted layers.
+
+        A residual writer is zeroed unless its branch has a gate (see ``gates``)
+        among ``signals``; the gate, itself a residual rule, is zeroed instead.
+
+        >>> from botcore.adapters.registry import get_adapter
+        >>> rule = Rule("x", "o", "hidden,hidden", "out,in", residual=True)
+        >>> vit = get_adapter("vit")
+        >>> vit.zeroes_in_new_layers("o", rule, {"o", "q"}), vit.zeroes_in_new_layers("o", rule, {"o", "scale1"})
+        (True, False)
+        """
+        if not rule.residual:
+            return False
+        gate = next((g for p, g in self.gates if re.fullmatch(p, signal)), None)
+        return gate is None or gate not in signals
 
     def hidden_power_of(self, signal: str) -> float:
         """The power of ``hidden`` the model multiplies ``signal`` by (0 for most)."""

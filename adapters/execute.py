@@ -86,8 +86,9 @@ def run_tiled(plan, spec, sink, *, compute=_threads, allow_nonfinite=False, meas
 
     shape = tuple(plan.shapes[spec.name])
     x = source_array(plan, spec, block_bytes=block_bytes, allow_nonfinite=allow_nonfinite)
+    zeroed = plan.adapter.zeroes_in_new_layers(spec.name, spec.rule, plan.shapes)
     y, treatment = resize_signal(x, spec.roles, shape, method=plan.method, wavelet=plan.wavelet,
-                                 mode=plan.mode, gain=plan.gain, residual=spec.rule.residual,
+                                 mode=plan.mode, gain=plan.gain, residual=zeroed,
                                  name=spec.name, **plan.options)
     tasks = store_tasks(plan, spec, y, sink, block_bytes=block_bytes, factor=head_factor(plan, spec))
     energy = measure and plan.method == "bot" and plan.gain != "std"

@@ -14,7 +14,8 @@ method                  what happens
                         stack, first and last kept; DistilBERT-style); width: ``select``
 ``"net2net"``           growth only; width: function-preserving replication (``select`` with
                         roles); depth: every source layer followed by copies of itself whose
-                        residual-writing parameters are zero (identity layers)
+                        residual-writing parameters are zero (identity layers; with
+                        LayerScale, the gains: ``Adapter.zeroes_in_new_layers``)
 ======================= ====================================================================
 
 Options of ``"bot"`` for growth (both keep the grown model's function exactly

@@ -515,8 +515,9 @@ def resize_one(plan: Plan, spec: Spec, *, allow_nonfinite: bool, measure: bool):
     offset = plan.adapter.offset_of(spec.name) if tuple(shape) != tuple(spec.shape) else 0.0
     if offset:  # resize the value the model applies (Gemma: 1 + w), store it back minus the offset
         data += data.dtype.type(offset)
+    zeroed = plan.adapter.zeroes_in_new_layers(spec.name, spec.rule, plan.shapes)
     out, treatment = resize_signal(data, spec.roles, shape, method=plan.method, wavelet=plan.wavelet,
-                                   mode=plan.mode, gain=plan.gain, residual=spec.rule.residual,
+                                   mode=plan.mode, gain=plan.gain, residual=zeroed,
                                    name=spec.name, **plan.options)
     if tuple(shape) == tuple(spec.shape) and plan.method == "bot":
         treatment += " (same size: unchanged)"

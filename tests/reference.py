@@ -16,7 +16,7 @@ Everything here is written from the documentation, not from the implementation:
   replication ``floor(i n / m)`` (copies divided by their count on sum axes),
   ``layer_select`` depth ``floor(i (n - 1) / (m - 1) + 1/2)`` (``[n - 1]`` for one
   layer), ``net2net`` depth by replication with the residual writers of inserted
-  copies zeroed.
+  copies zeroed (in a model with LayerScale, the LayerScale gains instead).
 * the adapters' documented layouts (``adapters/families``): per family, which
   native parameter is which canonical signal, with which roles (table ``RULES``).
 
@@ -198,6 +198,7 @@ RULES = [
 _TRANSPOSED = re.compile(r"h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
 _FUSED = re.compile(r"h\.\d+\.attn\.c_attn\.(weight|bias)$")
 _LAYER = re.compile(r"(?<=\.)(\d+)(?=\.)")
+_GATE = re.compile(r"layer_scale[12]\.lambda1")
 SYMBOLS = {"h": "hidden", "H": "heads", "K": "kv_heads", "D": "head_dim", "f": "ffn"}
 
 
@@ -284,11 +285,14 @@ def resized_model(params, src_sizes: dict, dst_sizes: dict, *, method="bot", gai
     ``tied_head_norm``: a regex of the norm parameters that feed a tied output head.
     """
     virtual = _virtual(params)
+    gated = any(_GATE.search(k) for k in virtual)
     result = {}
     for template, members in _groups(virtual).items():
         layered = None not in members
         first = virtual[members[min(members)]]
         dims, roles, residual = _rule(template.replace("{}", "0"))
+        if gated and not _GATE.search(template):  # LayerScale models: the gate is zeroed, not the writer
+            residual = False
         canon = _canonical_shape(dims, first.shape, src_sizes)
         roles = tuple(r for g in roles.split(",") for r in g.split("*"))
         if layered:

@@ -391,3 +391,28 @@ def test_timm_layerscale_names_are_the_canonical_scale_signals():
     for name, key in (("scale1", "ls1.gamma"), ("scale2", "ls2.gamma")):
         want = np.stack([params[f"blocks.{i}.{key}"] for i in range(layers)])
         np.testing.assert_array_equal(np.asarray(signals[name].data), want)
+
+
+@pytest.mark.parametrize("options", [dict(method="net2net"), dict(method="bot", depth_growth="identity")])
+def test_layerscale_depth_growth_zeroes_the_gate_and_keeps_the_branch_trainable(options):
+    """Function-preserving depth growth of a LayerScale model (DINOv2) zeroes the inserted
+    layers' LayerScale, not their writers: the output is unchanged and the new branches get
+    gradients. (Before: both were zeroed, ``0 * (0 h + 0)``, and no parameter of an inserted
+    layer got any gradient.) A model without LayerScale (ViT) still has its writers zeroed."""
+    model, cfg = _model("dinov2")
+    inputs = _inputs("dinov2", cfg)
+    grown = resize_model(_state(model), {"layers": 4}, config=cfg.to_dict(), **options)
+    new = transformers.Dinov2Model(transformers.Dinov2Config(**grown.config))
+    new.load_state_dict(grown.params)
+    torch.testing.assert_close(_outputs(new.eval(), inputs), _outputs(model, inputs), rtol=1e-5, atol=1e-5)
+    inserted = [i for i in range(4) if not new.encoder.layer[i].layer_scale1.lambda1.detach().any()]
+    assert inserted == [1, 3]
+    new(**inputs).last_hidden_state.square().sum().backward()
+    for i in inserted:
+        block = new.encoder.layer[i]
+        assert block.attention.o_proj.weight.detach().any() and block.mlp.fc2.weight.detach().any()
+        assert block.layer_scale1.lambda1.grad.abs().sum() > 0 and block.layer_scale2.lambda1.grad.abs().sum() > 0
+    vit, vcfg = _model("vit")
+    grown = resize_model(_state(vit), {"layers": 4}, config=vcfg.to_dict(), **options)
+    writers = [k for k in grown.params if k.startswith(("vit.layers.1.", "layers.1.")) and "o_proj.weight" in k]
+    assert writers and not any(grown.params[k].any() for k in writers)

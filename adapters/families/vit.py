@@ -99,6 +99,7 @@ class ViTAdapter(Adapter):
     model_types = ("vit",)
     rules = _rules("_,hidden", "fixed,in")
     fusions = (qkv_fusion(r"(?:.*\.)?blocks\.\d+\.attn\.qkv\.(?:weight|bias)"),)
+    gates = ((r"o(?:\.bias)?", "scale1"), (r"ffn_out(?:\.bias)?", "scale2"))  # LayerScale (DINOv2, timm)
 
     def sizes(self, config, params):
         hidden = config.get("hidden_size") or config.get("embed_dim")
