@@ -486,3 +486,21 @@ def test_gguf_lengths_and_type_ids_are_unsigned(tmp_path):
     path.write_bytes(_gguf_header(qtype=2**32 - 1))
     with pytest.raises(UnsupportedModelError, match=f"has ggml type id {2**32 - 1}, "):
         parse_header(path)
+
+
+def test_to_numpy_widens_bfloat16_and_records_its_origin():
+    """bfloat16 from torch or TensorFlow arrives as float32 NumPy (exact), and the record says
+    where it came from and in which dtype. Kills ``_arrays.x_to_numpy__mutmut_25`` (torch's
+    dtype name lost) and ``..._mutmut_55`` (TensorFlow's bfloat16 cast without its tensor)."""
+    torch = pytest.importorskip("torch")
+    tf = pytest.importorskip("tensorflow")
+    from botcore.adapters._arrays import to_numpy
+
+    values = np.array([1.5, -2.0, 0.0078125], np.float32)
+    for x, framework in ((torch.tensor(values, dtype=torch.bfloat16), "torch"),
+                         (tf.constant(values, dtype=tf.bfloat16), "tensorflow")):
+        a, like = to_numpy(x)
+        assert a.dtype == np.float32 and like.framework == framework and like.dtype == "bfloat16"
+        np.testing.assert_array_equal(a, values)
+    _, like = to_numpy(torch.zeros(2, dtype=torch.float16))
+    assert like.dtype == "float16" and like.native_dtype == torch.float16
