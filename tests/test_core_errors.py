@@ -269,3 +269,44 @@ def test_std_gain_of_a_constant_keeps_paper_magnitudes():
     """A zero-spread result cannot be scaled to the source's spread: it is left as computed."""
     np.testing.assert_array_equal(botcore.resize(np.ones((4, 4)), (2, 2), gain="std"),
                                   botcore.resize(np.ones((4, 4)), (2, 2), gain="paper"))
+
+
+def test_backend_detection_is_cached_per_array_type(monkeypatch):
+    """An array type is looked up once; later arrays of that type skip the scan."""
+    from botcore import backend
+
+    monkeypatch.setattr(backend, "_by_type", {})
+    module = backend._detect(np.zeros(2))
+    assert backend._by_type == {np.ndarray: module}
+    monkeypatch.setattr(backend, "BACKENDS", {})  # nothing left to scan: only the cache answers
+    assert backend._detect(np.ones(3)) is module
+
+
+def test_backend_detection_skips_a_backend_that_fails_to_import(monkeypatch):
+    """A backend module that cannot be imported is skipped, and the later ones are still tried."""
+    pytest.importorskip("torch")
+    da = pytest.importorskip("dask.array")
+    import importlib
+
+    from botcore import backend
+
+    real = importlib.import_module
+    monkeypatch.setattr(backend, "_by_type", {})
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name, *a: (_ for _ in ()).throw(ImportError(name))
+                        if name == "botcore.backends.torch" else real(name, *a))
+    assert backend._detect(da.zeros(2)).NAME == "dask"
+
+
+def test_backends_are_found_whichever_frameworks_are_imported():
+    """In a process that imported jax and dask but neither torch nor TensorFlow, their arrays
+    are still resized: frameworks that are not imported are skipped, not the end of the scan."""
+    pytest.importorskip("jax")
+    pytest.importorskip("dask.array")
+    code = ("import sys, jax.numpy as jnp, dask.array as da, botcore\n"
+            "assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules\n"
+            "print(type(botcore.resize(jnp.ones((4, 4)), (2, 2))).__name__, "
+            "type(botcore.resize(da.ones((4, 4)), (2, 2))).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "Array" and "Array" in out.stdout.split()[0]
