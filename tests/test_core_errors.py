@@ -310,3 +310,22 @@ def test_backends_are_found_whichever_frameworks_are_imported():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == "Array" and "Array" in out.stdout.split()[0]
+
+
+def test_backend_choice_messages_are_whole_sentences():
+    """What ``get_backend`` says when it cannot choose: no arrays, two frameworks, an unknown
+    type (with a conversion hint for Python lists and numbers)."""
+    torch = pytest.importorskip("torch")
+    from botcore.backend import get_backend
+
+    assert _message(lambda: get_backend()) == "no arrays were given, so no backend can be chosen"
+    assert _message(lambda: get_backend(np.zeros(2), torch.zeros(2))) == (
+        "the arrays of one call come from different frameworks ['numpy', 'torch']; "
+        "convert them to one framework first (or pass backend=...)")
+    expected = ("expected a numpy.ndarray, torch.Tensor, tf.Tensor/tf.Variable, jax.Array or "
+                "dask.array.Array")
+    assert _message(lambda: get_backend([1.0, 2.0])) == (
+        f"no backend handles arrays of type builtins.list; {expected}; "
+        "convert it first, e.g. numpy.asarray(x, dtype=numpy.float32)")
+    assert _message(lambda: get_backend(object())) == (
+        f"no backend handles arrays of type builtins.object; {expected}")
