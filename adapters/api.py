@@ -89,7 +89,7 @@ class ResizeResult:
 
 def plan_model(source, target=None, *, method="bot", wavelet="haar", gain=None,
                mode="periodization", config=None, family=None, rotate=None,
-               dtype="keep") -> Plan:
+               retie=True, dtype="keep") -> Plan:
     """Plan a resize from shapes only and validate it, without resizing any tensor.
 
     Takes the arguments of :func:`resize_model` (no ``out``); raises the same errors.
@@ -106,7 +106,7 @@ def plan_model(source, target=None, *, method="bot", wavelet="haar", gain=None,
     (4, (2, 4, 2, 16), 4)
     """
     return pipeline.plan(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
-                         config=config, family=family, rotate=rotate, dtype=dtype)
+                         config=config, family=family, rotate=rotate, retie=retie, dtype=dtype)
 
 
 def _check_out(source, out, overwrite: bool) -> None:
@@ -143,6 +143,7 @@ def resize_model(
     overwrite: bool = False,
     progress=None,
     rotate=None,
+    retie: bool = True,
     dtype: str = "keep",
     max_shard_size="5GB",
     max_memory=None,
@@ -192,9 +193,14 @@ def resize_model(
     rotate : array-like, keyword-only, optional
         ``method="bot"``, Llama family: the ``(hidden, hidden)`` second moments of
         the source's residual stream (:func:`botcore.adapters.rotation.residual_moments`).
-        The stream is first rotated, exactly, so that the hidden-size resize keeps
-        its principal subspace; a tied LM head comes out untied. ``None`` (the
-        default) resizes the weights as they are.
+        The stream is first rotated so that the hidden-size resize keeps its
+        principal subspace. ``None`` (the default) resizes the weights as they are.
+    retie : bool, keyword-only
+        With ``rotate=`` and a tied LM head: ``True`` (the default) keeps the head
+        tied, as the source config says, and replaces the final norm's gain by the
+        closest diagonal one (exact when that gain is constant; the variant that
+        trained best, ``docs/transfer.md``); ``False`` writes the head untied (one
+        more ``vocab x hidden`` matrix) and keeps the function exactly.
     dtype : {"keep", "float32", "float16", "bfloat16"}, keyword-only
         Floating-point dtype of the output tensors; ``"keep"`` keeps each source dtype.
     max_shard_size : str or int, keyword-only
@@ -247,7 +253,7 @@ def resize_model(
 
     check_scheduler(scheduler)
     plan = pipeline.plan(source, target, method=method, wavelet=wavelet, gain=gain, mode=mode,
-                         config=config, family=family, rotate=rotate, dtype=dtype,
+                         config=config, family=family, rotate=rotate, retie=retie, dtype=dtype,
                          check=lambda need: preflight(need, out=out, max_memory=max_memory),
                          options=dict(depth_growth=depth_growth, detail_noise=detail_noise,
                                       seed=seed if (depth_growth or detail_noise) else None,

@@ -278,16 +278,16 @@ def _tileable_early(layout: Layout, spec: Spec, method: str, options: Mapping) -
     return not (any(v.transpose for v in views) or method == "net2net" or options)
 
 
-def _rotated(reader, adapter, rotate, sizes, wavelet, mode):
+def _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie):
     """The source rotated in memory (``rotate=``): a new reader, its layout, and the note."""
     from .rotation import check_rotatable, rotate_residual, rotation_note
 
     check_rotatable(adapter.family)
     config = reader.config
     params = {n: reader.read(n) for n in reader.tensors()}
-    untied = bool(config.get("tie_word_embeddings")) or bool(confirm_ties(reader, adapter))
+    tied = bool(config.get("tie_word_embeddings")) or bool(confirm_ties(reader, adapter))
     params, config = rotate_residual(params, config, rotate, target_hidden=sizes["hidden"],
-                                     wavelet=wavelet, mode=mode, family=adapter.family)
+                                     wavelet=wavelet, mode=mode, family=adapter.family, retie=retie)
     rotated = MappingReader(params, config=config)
     rotated.likes = {**rotated.likes, **getattr(reader, "likes", {})}
     rotated.path, rotated.folder = reader.path, getattr(reader, "folder", None)
@@ -297,7 +297,7 @@ def _rotated(reader, adapter, rotate, sizes, wavelet, mode):
         if hasattr(reader, extra):
             setattr(rotated, extra, getattr(reader, extra))
     layout = adapter.layout(rotated.tensors(), config, ties=confirm_ties(rotated, adapter))
-    return rotated, layout, rotation_note(adapter.family, untied=untied)
+    return rotated, layout, rotation_note(adapter.family, tied=tied, retie=retie)
 
 
 def _is_reader(source) -> bool:
@@ -305,7 +305,7 @@ def _is_reader(source) -> bool:
 
 
 def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="periodization",
-         config=None, family=None, rotate=None, dtype="keep", check=None,
+         config=None, family=None, rotate=None, retie=True, dtype="keep", check=None,
          options: Mapping | None = None, chunk_bytes: int | None = None) -> Plan:
     """Plan a resize from shapes only (see the module docstring); raises before reading data.
 
@@ -318,6 +318,9 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
     tiling threshold :func:`run` will use (it changes the memory estimate).
     """
     _check_options(method, gain, dtype, rotate)
+    if not isinstance(retie, bool):
+        raise OptionError(f"retie={retie!r}: expected True (keep a tied LM head tied after rotate=) "
+                          "or False (write it untied, function kept exactly)")
     _check_target(target)
     reader = source if _is_reader(source) else open_reader(source, config=config)
     adapter = _family(reader, family)
@@ -328,7 +331,7 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
     gain = gain or default_gain(adapter.family, layout.sizes, sizes)
     notes = []
     if rotate is not None:
-        reader, layout, note = _rotated(reader, adapter, rotate, sizes, wavelet, mode)
+        reader, layout, note = _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie)
         notes.append(note)
     shapes, records = {}, []
     for spec in layout.specs.values():  # plan every signal before touching data

@@ -258,16 +258,19 @@ _SANDWICH = ("it normalises each sublayer's output before the residual add (RMSN
 _NOT_ROTATABLE = {"bert": _POST_LN, "gemma2": _SANDWICH, "gemma3": _SANDWICH, "olmo2": _SANDWICH}
 
 
-def rotation_note(family: str, *, untied: bool) -> str:
+def rotation_note(family: str, *, tied: bool, retie: bool) -> str:
     """The report line of a rotated resize (``ResizeResult.report``).
 
-    >>> rotation_note("gpt2", untied=True)[:40]
-    'rotated onto its principal subspace befo'
+    >>> rotation_note("gpt2", tied=True, retie=False)[-38:]
+    '; the tied LM head is written untied'
+    >>> rotation_note("llama", tied=True, retie=True)[-58:]
+    'the LM head stays tied (final norm gain: closest diagonal)'
     """
     how = ("stream made mean-free, LayerNorm gains and shifts folded into the readers (now ones "
            "and zeros)" if ROTATABLE.get(family) else "RMSNorm gains folded into the readers (now ones)")
     return (f"rotated onto its principal subspace before the resize (rotate=): {how}"
-            + ("; the tied LM head is written untied" if untied else ""))
+            + (("; the LM head stays tied (final norm gain: closest diagonal)" if retie
+                else "; the tied LM head is written untied") if tied else ""))
 
 
 # -- the rotation matrix ---------------------------------------------------------------

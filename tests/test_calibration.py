@@ -20,8 +20,7 @@ TEXT = ("A resized model keeps the principal directions of its residual stream w
         "is rotated before the width changes. Any plain prose in the model's language will do. ") * 4
 
 
-@pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory):
+def _llama_dir(tmp_path_factory, *, tied):
     chars = sorted(set(TEXT))
     vocab = {"[UNK]": 0, **{c: i + 1 for i, c in enumerate(chars)}}
     tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
@@ -29,11 +28,17 @@ def llama_dir(tmp_path_factory):
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   tie_word_embeddings=tied)
     d = tmp_path_factory.mktemp("cal") / "llama"
     transformers.LlamaForCausalLM(cfg).save_pretrained(d)
     fast.save_pretrained(d)
     return d
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    return _llama_dir(tmp_path_factory, tied=False)
 
 
 def _resize(*args):
@@ -86,3 +91,28 @@ def test_calibration_refuses_a_post_ln_model_before_loading_it(tmp_path, capsys)
     assert status == 1
     assert "post-LN" in err and "--calibration" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_tied_head_stays_tied_unless_untie_is_given(tmp_path_factory, tmp_path):
+    import json
+
+    from safetensors.numpy import load_file
+
+    src = _llama_dir(tmp_path_factory, tied=True)
+    text = tmp_path / "calibration.txt"
+    text.write_text(TEXT)
+    for flags, tied in (((), True), (("--untie",), False)):
+        out = tmp_path / f"out-{tied}"
+        proc = _resize(src, out, "--hidden", "16", "--calibration", text, *flags)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is tied
+        assert ("lm_head.weight" in load_file(str(out / "model.safetensors"))) is not tied
+        model = transformers.AutoModelForCausalLM.from_pretrained(out)
+        same = model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+        assert same is tied
+
+
+def test_untie_without_calibration_is_refused(llama_dir, tmp_path, capsys):
+    status, err = _main([llama_dir, tmp_path / "out", "--hidden", "16", "--untie"], capsys)
+    assert status == 1 and "--untie applies only with --calibration" in err
+    assert not (tmp_path / "out").exists()

@@ -447,17 +447,20 @@ def _resize_family(name: str, tmp: str) -> str:
 
 
 def _resize_rotated(tmp: str) -> str:
-    """rotate= on a tied Llama3 backbone unties its head: the output keeps its class, untied."""
+    """rotate= on a tied Llama3 backbone: the output keeps its class; tied by default, untied on request."""
     try:
         import keras_hub
         from botcore.adapters import resize_model
 
         a = np.random.default_rng(0).standard_normal((8, 8))
-        out = os.path.join(tmp, "rotated")
-        resize_model(_backbone("Llama3Backbone", None), {"hidden": 4, "heads": 2, "kv_heads": 1},
-                     rotate=a @ a.T, out=out)
-        loaded = keras_hub.models.Backbone.from_preset(out)
-        return f"{type(loaded).__name__} tied={loaded.tie_word_embeddings} hidden={loaded.hidden_dim}"
+        shown = []
+        for retie in (True, False):
+            out = os.path.join(tmp, f"rotated-{retie}")
+            resize_model(_backbone("Llama3Backbone", None), {"hidden": 4, "heads": 2, "kv_heads": 1},
+                         rotate=a @ a.T, retie=retie, out=out)
+            loaded = keras_hub.models.Backbone.from_preset(out)
+            shown.append(f"{type(loaded).__name__} tied={loaded.tie_word_embeddings} hidden={loaded.hidden_dim}")
+        return "; ".join(shown)
     except Exception as err:
         return f"{type(err).__name__}: {err}"
 
@@ -565,8 +568,8 @@ def test_every_keras_family_resizes_and_loads(tf_run):
 
 
 @needs_keras
-def test_a_rotated_keras_decoder_keeps_its_class_and_unties_its_head(tf_run):
-    assert tf_run["rotated"] == "Llama3Backbone tied=False hidden=4"
+def test_a_rotated_keras_decoder_keeps_its_class_and_its_tie_unless_untied(tf_run):
+    assert tf_run["rotated"] == "Llama3Backbone tied=True hidden=4; Llama3Backbone tied=False hidden=4"
 
 
 @needs_keras

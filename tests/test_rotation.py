@@ -59,7 +59,8 @@ def test_rotation_alone_keeps_the_outputs(tied, model_type, extra):
     model = _llama(tied=tied, model_type=model_type, **extra)
     params = dict(model.state_dict())
     before = {k: v.clone() for k, v in params.items()}
-    res = resize_model(params, None, config=model.config.to_dict(), rotate=_moments(model))
+    res = resize_model(params, None, config=model.config.to_dict(), rotate=_moments(model),
+                       retie=False)
     assert res.config["tie_word_embeddings"] is False
     notes = [r.treatment for r in res.report if r.signal == "residual stream"]
     assert len(notes) == 1 and "rotated" in notes[0] and ("untied" in notes[0]) == tied
@@ -151,6 +152,41 @@ def test_retie_keeps_the_tie_and_is_exact_when_the_final_gain_is_constant():
     assert sum(v.numel() for v in new.values()) == sum(v.numel() for v in params.values())
     old, rotated = _logits(model, new, cfg)
     assert torch.allclose(old, rotated, atol=1e-5 * old.abs().max().item())
+
+
+def test_resize_model_keeps_a_tied_head_tied_by_default():
+    """``rotate=`` alone, default ``retie=True``: the rotate_residual(retie=True) weights, tie kept."""
+    model = _llama(tied=True)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(0.8)  # constant final gain: the re-tie is exact too
+    params, moments = dict(model.state_dict()), _moments(model)
+    res = resize_model(params, None, config=model.config.to_dict(), rotate=moments)
+    assert res.config["tie_word_embeddings"] is True
+    notes = [r.treatment for r in res.report if r.signal == "residual stream"]
+    assert len(notes) == 1 and "stays tied" in notes[0] and "untied" not in notes[0]
+    ref, _ = rotate_residual(params, model.config.to_dict(), moments, retie=True)
+    for name, value in res.params.items():
+        assert torch.allclose(value, ref[name], atol=1e-6), name
+    old, new = _logits(model, {k: v for k, v in res.params.items() if k != "lm_head.weight"}, res.config)
+    assert torch.allclose(old, new, atol=1e-5 * old.abs().max().item())
+    untied = resize_model(params, None, config=model.config.to_dict(), rotate=moments, retie=False)
+    assert untied.config["tie_word_embeddings"] is False
+    assert not torch.allclose(untied.params["lm_head.weight"], untied.params["model.embed_tokens.weight"])
+
+
+def test_retie_changes_nothing_for_an_untied_head():
+    model = _llama(tied=False)
+    params, moments = dict(model.state_dict()), _moments(model)
+    a = resize_model(params, {"hidden": 8}, config=model.config.to_dict(), rotate=moments)
+    b = resize_model(params, {"hidden": 8}, config=model.config.to_dict(), rotate=moments, retie=False)
+    assert a.config == b.config and all(torch.equal(a.params[k], b.params[k]) for k in a.params)
+
+
+def test_retie_must_be_a_bool():
+    model = _llama(tied=True)
+    with pytest.raises(OptionError, match=r"retie='no': expected True .* or False"):
+        resize_model(dict(model.state_dict()), None, config=model.config.to_dict(),
+                     rotate=_moments(model), retie="no")
 
 
 @pytest.mark.parametrize("family, why", [("bert", "post-LN"), ("gemma2", "normalises each sublayer's output"),

@@ -145,7 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dtype of the written weights (default: keep each source dtype)")
     r.add_argument("--calibration", metavar="TEXT_FILE", default=None,
                    help="rotate the residual stream onto its principal subspace first, measured on "
-                        "this text with the checkpoint's tokenizer (pre-norm decoders; exact)")
+                        "this text with the checkpoint's tokenizer (pre-norm models; a tied LM head "
+                        "stays tied, the final norm gain approximated)")
+    r.add_argument("--untie", action="store_true",
+                   help="with --calibration: write a tied LM head untied instead, keeping the "
+                        "function exactly (one more vocab x hidden matrix)")
     r.add_argument("--quantize", choices=("q8_0",), default=None,
                    help="GGUF output only: store the 2-D tensors as Q8_0")
     r.add_argument("--chunk-bytes", default="1GiB", metavar="SIZE",

@@ -31,7 +31,7 @@ import shlex
 import sys
 import time
 
-from ..errors import ShapeError
+from ..errors import OptionError, ShapeError
 from .load import _is_matrix, _onnx_reader, check_onnx, detect_format, open_source
 
 __all__ = ["ProgressBar", "run_resize", "summary"]
@@ -178,6 +178,9 @@ def run_resize(args) -> int:
     legacy_onnx = detect_format(args.src) == "onnx" and not _onnx_reader()
     source = args.src if legacy_onnx else open_source(args.src, config=args.config)
     rotate = None
+    if args.untie and args.calibration is None:
+        raise OptionError("--untie applies only with --calibration TEXT_FILE (it says how the "
+                          "rotation treats a tied LM head); add --calibration or leave --untie out")
     if args.calibration is not None:
         from .calibrate import moments_for
 
@@ -186,7 +189,7 @@ def run_resize(args) -> int:
     t0 = time.monotonic()
     try:
         res = resize_model(source, target, out=args.dst, progress=bar, measure=args.method == "bot",
-                           rotate=rotate, **_options(args))
+                           rotate=rotate, retie=not args.untie, **_options(args))
     finally:
         bar.close()
     if not args.quiet:
