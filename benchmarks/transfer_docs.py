@@ -163,8 +163,9 @@ def lead_rows(case: str, path: Path) -> list[str]:
     for target in data["settings"]["targets"]:
         per, params, bot, base = _contest(data, target, steps=steps, higher=higher)
         if bot is None or base is None:
-            ran = ", ".join(f"`{m}`" for m in sorted(per)) or "nothing"
-            rows.append(f"| {case} / {target} | {steps} steps | only {ran} ran at this budget |"
+            ran = ", ".join(f"`{m}`" for m in sorted(per))
+            said = f"only {ran} ran at this budget" if ran else "no run at this budget"
+            rows.append(f"| {case} / {target} | {steps} steps | {said} |"
                         + " – |" * 8 + " not measured |")
             continue
         c = _compare(per, bot, base, higher=higher, params=params)
