@@ -191,10 +191,13 @@ def resize_model(
     progress : callable, optional
         Called as ``progress(done, total, signal_name)`` after each signal.
     rotate : array-like, keyword-only, optional
-        ``method="bot"``, Llama family: the ``(hidden, hidden)`` second moments of
-        the source's residual stream (:func:`botcore.adapters.rotation.residual_moments`).
-        The stream is first rotated so that the hidden-size resize keeps its
-        principal subspace. ``None`` (the default) resizes the weights as they are.
+        ``method="bot"``: the ``(hidden, hidden)`` second moments of the source's
+        residual stream (:func:`botcore.adapters.rotation.residual_moments`). The
+        stream is first rotated so that the hidden-size resize keeps its principal
+        subspace: exactly for pre-norm families (RMSNorm, pre-LN LayerNorm),
+        approximately for post-LN BERT (each LayerNorm gain on the stream becomes
+        its closest diagonal; the variant that trained best on BERT shrinks).
+        ``None`` (the default) resizes the weights as they are.
     retie : bool, keyword-only
         With ``rotate=`` and a tied LM head: ``True`` (the default) keeps the head
         tied, as the source config says, and replaces the final norm's gain by the

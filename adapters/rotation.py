@@ -14,8 +14,10 @@ unchanged on the rotated parameters.
 
 Families: RMSNorm decoders (``llama``: Llama, Mistral, Qwen2) and pre-LN
 LayerNorm models (``gpt2``, ``vit``, ``deit``, ``dinov2``, Hugging Face or timm
-names). Post-LN BERT is refused: its residual stream *is* a LayerNorm's output,
-so only permutations of the stream commute with the model.
+names). Post-LN BERT is refused here: its residual stream *is* a LayerNorm's
+output, so only permutations of the stream commute with the model;
+:func:`rotate_post_ln` rotates it approximately, which is what ``rotate=``
+does for BERT.
 
 Why it is exact. *RMSNorm*: the norm commutes with an orthogonal map once its
 gain is folded into the matrices that read its output (``W diag(g)``); the
@@ -261,7 +263,7 @@ _NOT_ROTATABLE = {"bert": _POST_LN, "gemma2": _SANDWICH, "gemma3": _SANDWICH, "o
 def rotation_note(family: str, *, tied: bool, retie: bool) -> str:
     """The report line of a rotated resize (``ResizeResult.report``).
 
-    >>> rotation_note("gpt2", tied=True, retie=False)[-38:]
+    >>> rotation_note("gpt2", tied=True, retie=False)[-36:]
     '; the tied LM head is written untied'
     >>> rotation_note("llama", tied=True, retie=True)[-58:]
     'the LM head stays tied (final norm gain: closest diagonal)'

@@ -133,11 +133,11 @@ def test_rotation_is_refused_where_it_cannot_be_exact(tmp_path):
     headless = {k[len("model."):]: v for k, v in model.state_dict().items() if k.startswith("model.")}
     with pytest.raises(UnsupportedModelError, match="LM head"):
         rotate_residual(headless, cfg, moments)
-    bert = dict(model_type="bert", num_hidden_layers=1, hidden_size=4, num_attention_heads=1,
-                intermediate_size=8)
-    p = {"encoder.layer.0.attention.self.query.weight": np.zeros((4, 4), np.float32)}
-    with pytest.raises(UnsupportedModelError, match="RMSNorm"):
-        resize_model(p, None, config=bert, rotate=np.eye(4))
+    gemma2 = dict(model_type="gemma2", num_hidden_layers=1, hidden_size=4, num_attention_heads=1,
+                  num_key_value_heads=1, intermediate_size=8, head_dim=4)
+    p = {"model.layers.0.self_attn.q_proj.weight": np.zeros((4, 4), np.float32)}
+    with pytest.raises(UnsupportedModelError, match="gemma2: it normalises"):
+        resize_model(p, None, config=gemma2, rotate=np.eye(4))
     with pytest.raises(OptionError, match="ONNX"):
         resize_model(str(tmp_path / "m.onnx"), None, rotate=moments)
 

@@ -62,3 +62,43 @@ def test_a_rotation_is_exact_only_with_constant_gains():
     assert torch.allclose(a, b, atol=1e-5 * a.abs().max().item())
     a, b, _ = _check(_bert(), q)
     assert not torch.allclose(a, b, atol=1e-3 * a.abs().max().item())
+
+
+def test_resize_model_rotates_a_post_ln_bert_like_the_two_steps():
+    """``resize_model(rotate=)`` on BERT: the approximate rotation, then the resize (the ``:pcaln`` label)."""
+    from botcore.adapters import resize_model
+
+    model = _bert()
+    params, cfg = dict(model.state_dict()), model.config.to_dict()
+    moments = residual_moments(model, [torch.arange(1, 29).reshape(4, 7)])
+    target = {"hidden": 8, "heads": 2, "ffn": 12}
+    res = resize_model(params, target, config=cfg, rotate=moments, gain="std")
+    q = rotation_matrix(moments, layernorm=True, target_hidden=8)
+    rotated, rotated_cfg = rotate_post_ln(params, cfg, q)
+    ref = resize_model(rotated, target, config=rotated_cfg, gain="std")
+    assert set(res.params) == set(ref.params)
+    assert all(torch.allclose(res.params[k], ref.params[k], atol=1e-6) for k in res.params)
+    plain = resize_model(params, target, config=cfg, gain="std")
+    assert not torch.allclose(res.params["bert.embeddings.word_embeddings.weight"],
+                              plain.params["bert.embeddings.word_embeddings.weight"])
+    notes = [r.treatment for r in res.report if r.signal == "residual stream"]
+    assert len(notes) == 1 and "approximately" in notes[0]
+    small = transformers.BertForMaskedLM(transformers.BertConfig(**res.config)).eval()
+    loaded = small.load_state_dict(res.params, strict=False)
+    assert not loaded.unexpected_keys and not loaded.missing_keys
+
+
+def test_resize_model_rotation_of_bert_is_exact_with_constant_gains():
+    from botcore.adapters import resize_model
+
+    model = _bert(constant_gains=True)
+    moments = residual_moments(model, [torch.arange(1, 29).reshape(4, 7)])
+    res = resize_model(dict(model.state_dict()), None, config=model.config.to_dict(), rotate=moments)
+    new = transformers.BertForMaskedLM(transformers.BertConfig(**res.config)).eval()
+    assert not new.load_state_dict(res.params, strict=False).unexpected_keys
+    ids = torch.arange(1, 15).reshape(2, 7)
+    with torch.no_grad():
+        a, b = model(ids).logits, new(ids).logits
+    assert torch.allclose(a, b, atol=1e-5 * a.abs().max().item())
+    assert not torch.equal(res.params["bert.embeddings.word_embeddings.weight"],
+                           model.state_dict()["bert.embeddings.word_embeddings.weight"])
