@@ -280,19 +280,27 @@ def _tileable_early(layout: Layout, spec: Spec, method: str, options: Mapping) -
 
 def _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie):
     """The source rotated in memory (``rotate=``): a new reader, its layout, and the note."""
-    from .rotation import check_rotatable, rotate_residual, rotation_note
+    from .rotation import (
+        APPROXIMATE,
+        check_rotatable,
+        rotate_post_ln_principal,
+        rotate_residual,
+        rotation_note,
+    )
 
-    if adapter.family not in POST_LN:
+    approximate = adapter.family in APPROXIMATE
+    if not approximate:
         check_rotatable(adapter.family)
     config = reader.config
     params = {n: reader.read(n) for n in reader.tensors()}
     tied = bool(config.get("tie_word_embeddings")) or bool(confirm_ties(reader, adapter))
-    if adapter.family in POST_LN:
-        params, config, note = _rotated_post_ln(params, config, rotate, sizes["hidden"], wavelet, mode)
+    if approximate:
+        params, config = rotate_post_ln_principal(params, config, rotate, target_hidden=sizes["hidden"],
+                                                  wavelet=wavelet, mode=mode)
     else:
         params, config = rotate_residual(params, config, rotate, target_hidden=sizes["hidden"],
                                          wavelet=wavelet, mode=mode, family=adapter.family, retie=retie)
-        note = rotation_note(adapter.family, tied=tied, retie=retie)
+    note = rotation_note(adapter.family, tied=tied, retie=retie)
     rotated = MappingReader(params, config=config)
     rotated.likes = {**rotated.likes, **getattr(reader, "likes", {})}
     rotated.path, rotated.folder = reader.path, getattr(reader, "folder", None)
@@ -303,27 +311,6 @@ def _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie):
             setattr(rotated, extra, getattr(reader, extra))
     layout = adapter.layout(rotated.tensors(), config, ties=confirm_ties(rotated, adapter))
     return rotated, layout, note
-
-
-#: post-LN families: ``rotate=`` rotates their stream approximately (:func:`_rotated_post_ln`)
-POST_LN = frozenset({"bert"})
-
-
-def _rotated_post_ln(params, config, moments, hidden, wavelet, mode):
-    """Post-LN BERT: the principal rotation with each LayerNorm gain replaced by its closest diagonal.
-
-    No rotation commutes with a post-LN stream, so this one is approximate (exact where the
-    gains are constant); it is the variant that trained best on BERT shrinks
-    (``docs/transfer.md``, ``:pcaln``). Returns ``(params, config, report note)``.
-    """
-    from .rotation import _check_moments, _hidden, rotate_post_ln, rotation_matrix
-
-    m = _check_moments(moments, _hidden(config, moments))
-    q = rotation_matrix(m, layernorm=True, target_hidden=hidden, wavelet=wavelet, mode=mode)
-    params, config = rotate_post_ln(params, config, q)
-    note = ("rotated approximately onto its principal subspace before the resize (rotate=; post-LN: "
-            "each LayerNorm gain on the stream replaced by the diagonal of Q.T diag(g) Q)")
-    return params, config, note
 
 
 def _is_reader(source) -> bool:

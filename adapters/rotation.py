@@ -99,6 +99,7 @@ from ._arrays import from_numpy, to_numpy
 __all__ = [
     "ROTATABLE",
     "Rotation",
+    "APPROXIMATE",
     "check_rotatable",
     "energy_order",
     "moments_from_text",
@@ -108,6 +109,7 @@ __all__ = [
     "residual_moments",
     "rotate_parameter",
     "rotate_post_ln",
+    "rotate_post_ln_principal",
     "rotate_residual",
     "rotation_for",
     "rotation_note",
@@ -258,6 +260,8 @@ _SANDWICH = ("it normalises each sublayer's output before the residual add (RMSN
              "stream's writers), which no rotation of the stream commutes with")
 #: why a family that is not in ROTATABLE cannot be rotated (the others: no table written yet)
 _NOT_ROTATABLE = {"bert": _POST_LN, "gemma2": _SANDWICH, "gemma3": _SANDWICH, "olmo2": _SANDWICH}
+#: post-LN families that ``rotate=`` rotates approximately (:func:`rotate_post_ln_principal`)
+APPROXIMATE = frozenset({"bert"})
 
 
 def rotation_note(family: str, *, tied: bool, retie: bool) -> str:
@@ -267,7 +271,12 @@ def rotation_note(family: str, *, tied: bool, retie: bool) -> str:
     '; the tied LM head is written untied'
     >>> rotation_note("llama", tied=True, retie=True)[-58:]
     'the LM head stays tied (final norm gain: closest diagonal)'
+    >>> rotation_note("bert", tied=True, retie=True)[:35]
+    'rotated approximately onto its prin'
     """
+    if family in APPROXIMATE:
+        return ("rotated approximately onto its principal subspace before the resize (rotate=; "
+                "post-LN: each LayerNorm gain on the stream replaced by the diagonal of Q.T diag(g) Q)")
     how = ("stream made mean-free, LayerNorm gains and shifts folded into the readers (now ones "
            "and zeros)" if ROTATABLE.get(family) else "RMSNorm gains folded into the readers (now ones)")
     return (f"rotated onto its principal subspace before the resize (rotate=): {how}"
@@ -849,6 +858,20 @@ def rotate_post_ln(params: Mapping, config: Mapping, q) -> tuple[dict, dict]:
         a, like = to_numpy(x)
         out[name] = from_numpy(_post_ln_one(kind, a.astype(np.float64), q, name).astype(a.dtype), like)
     return out, config
+
+
+def rotate_post_ln_principal(params: Mapping, config: Mapping, moments, *,
+                             target_hidden: int | None = None, wavelet: str = "haar",
+                             mode: str = "periodization") -> tuple[dict, dict]:
+    """:func:`rotate_post_ln` with the principal rotation of a coming resize (``rotate=`` for BERT).
+
+    Approximate (see :func:`rotate_post_ln`); the variant that trained best on BERT
+    shrinks (``docs/transfer.md``, ``:pcaln``). Raises :class:`OptionError` for
+    moments that are not a finite symmetric ``(hidden, hidden)`` matrix.
+    """
+    m = _check_moments(moments, _hidden(config, moments))
+    q = rotation_matrix(m, layernorm=True, target_hidden=target_hidden, wavelet=wavelet, mode=mode)
+    return rotate_post_ln(params, config, q)
 
 
 # -- calibration -----------------------------------------------------------------------

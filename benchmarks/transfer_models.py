@@ -214,8 +214,8 @@ class Family:
             energy_order,
             permutation_matrix,
             rotate_post_ln,
+            rotate_post_ln_principal,
             rotate_residual,
-            rotation_matrix,
         )
 
         src = (dict(source), dict(config)) if source is not None else (self.params(), self.config)
@@ -225,9 +225,9 @@ class Family:
             return rotate_residual(*src, moments, target_hidden=hidden, wavelet=wavelet,
                                    retie=opts.pop("retie", False))
         reorder = opts.pop("reorder")
-        q = rotation_matrix(moments, layernorm=True, target_hidden=hidden, wavelet=wavelet) \
-            if reorder == "pca" else permutation_matrix(energy_order(moments, pairs=reorder == "fold"))
-        return rotate_post_ln(*src, q)
+        if reorder == "pca":  # what resize_model(rotate=) does for BERT
+            return rotate_post_ln_principal(*src, moments, target_hidden=hidden, wavelet=wavelet)
+        return rotate_post_ln(*src, permutation_matrix(energy_order(moments, pairs=reorder == "fold")))
 
     def params(self) -> dict:
         """The source's parameters as a name -> NumPy mapping (read from its folder when needed)."""
