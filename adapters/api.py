@@ -89,7 +89,7 @@ class ResizeResult:
 
 def plan_model(source, target=None, *, method="bot", wavelet="haar", gain=None,
                mode="periodization", config=None, family=None, rotate=None,
-               retie=True, dtype="keep") -> Plan:
+               retie=None, dtype="keep") -> Plan:
     """Plan a resize from shapes only and validate it, without resizing any tensor.
 
     Takes the arguments of :func:`resize_model` (no ``out``); raises the same errors.
@@ -143,7 +143,7 @@ def resize_model(
     overwrite: bool = False,
     progress=None,
     rotate=None,
-    retie: bool = True,
+    retie: bool | None = None,
     dtype: str = "keep",
     max_shard_size="5GB",
     max_memory=None,
@@ -198,12 +198,14 @@ def resize_model(
         approximately for post-LN BERT (each LayerNorm gain on the stream becomes
         its closest diagonal; the variant that trained best on BERT shrinks).
         ``None`` (the default) resizes the weights as they are.
-    retie : bool, keyword-only
-        With ``rotate=`` and a tied LM head: ``True`` (the default) keeps the head
-        tied, as the source config says, and replaces the final norm's gain by the
-        closest diagonal one (exact when that gain is constant; the variant that
-        trained best, ``docs/transfer.md``); ``False`` writes the head untied (one
-        more ``vocab x hidden`` matrix) and keeps the function exactly.
+    retie : bool or None, keyword-only
+        With ``rotate=`` and a tied LM head: ``True`` keeps the head tied, as the
+        source config says, and replaces the final norm's gain by the closest
+        diagonal one (exact when that gain is constant); ``False`` writes the head
+        untied (one more ``vocab x hidden`` matrix) and keeps the function exactly.
+        ``None`` (the default) re-ties when the hidden size shrinks and unties
+        otherwise (:func:`botcore.adapters.rotation.default_retie`: what trained
+        best in each direction, ``docs/transfer.md``).
     dtype : {"keep", "float32", "float16", "bfloat16"}, keyword-only
         Floating-point dtype of the output tensors; ``"keep"`` keeps each source dtype.
     max_shard_size : str or int, keyword-only

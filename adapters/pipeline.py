@@ -318,7 +318,7 @@ def _is_reader(source) -> bool:
 
 
 def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="periodization",
-         config=None, family=None, rotate=None, retie=True, dtype="keep", check=None,
+         config=None, family=None, rotate=None, retie=None, dtype="keep", check=None,
          options: Mapping | None = None, chunk_bytes: int | None = None) -> Plan:
     """Plan a resize from shapes only (see the module docstring); raises before reading data.
 
@@ -331,9 +331,10 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
     tiling threshold :func:`run` will use (it changes the memory estimate).
     """
     _check_options(method, gain, dtype, rotate)
-    if not isinstance(retie, bool):
-        raise OptionError(f"retie={retie!r}: expected True (keep a tied LM head tied after rotate=) "
-                          "or False (write it untied, function kept exactly)")
+    if retie is not None and not isinstance(retie, bool):
+        raise OptionError(f"retie={retie!r}: expected True (keep a tied LM head tied after rotate=), "
+                          "False (write it untied, function kept exactly) or None (tied only when "
+                          "the hidden size shrinks)")
     _check_target(target)
     reader = source if _is_reader(source) else open_reader(source, config=config)
     adapter = _family(reader, family)
@@ -344,6 +345,10 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
     gain = gain or default_gain(adapter.family, layout.sizes, sizes)
     notes = []
     if rotate is not None:
+        if retie is None:
+            from .rotation import default_retie
+
+            retie = default_retie(layout.sizes["hidden"], sizes["hidden"])
         reader, layout, note = _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie)
         notes.append(note)
     shapes, records = {}, []

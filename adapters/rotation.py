@@ -264,6 +264,22 @@ _NOT_ROTATABLE = {"bert": _POST_LN, "gemma2": _SANDWICH, "gemma3": _SANDWICH, "o
 APPROXIMATE = frozenset({"bert"})
 
 
+def default_retie(source_hidden: int, target_hidden: int) -> bool:
+    """What ``retie=None`` (the default of ``resize_model``) means for a tied LM head.
+
+    Keep the tie when the hidden size shrinks: the resize changes the function
+    anyway, the closest-diagonal final gain costs little beside it, and the tied
+    start trained best (decoder-l2s, ``docs/transfer.md``). Write the head untied
+    otherwise: a grown or unchanged hidden size can keep the function exactly, and
+    the re-tie would break it (decoder-s2l: step-0 eval loss 8.14 re-tied against
+    3.22 untied).
+
+    >>> default_retie(576, 288), default_retie(576, 1152), default_retie(576, 576)
+    (True, False, False)
+    """
+    return int(target_hidden) < int(source_hidden)
+
+
 def rotation_note(family: str, *, tied: bool, retie: bool) -> str:
     """The report line of a rotated resize (``ResizeResult.report``).
 

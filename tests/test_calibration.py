@@ -93,7 +93,14 @@ def test_calibration_refuses_a_post_ln_model_before_loading_it(tmp_path, capsys)
     assert len(err.strip().splitlines()) == 1
 
 
-def test_a_tied_head_stays_tied_unless_untie_is_given(tmp_path_factory, tmp_path):
+@pytest.mark.parametrize("hidden, flags, tied", [
+    ("16", (), True),  # shrink: the default keeps the tie
+    ("16", ("--untie",), False),
+    ("64", (), False),  # growth: the default unties (the function kept)
+    ("64", ("--tie",), True),
+])
+def test_the_tie_follows_the_direction_unless_tie_or_untie_is_given(tmp_path_factory, tmp_path,
+                                                                     hidden, flags, tied):
     import json
 
     from safetensors.numpy import load_file
@@ -101,18 +108,18 @@ def test_a_tied_head_stays_tied_unless_untie_is_given(tmp_path_factory, tmp_path
     src = _llama_dir(tmp_path_factory, tied=True)
     text = tmp_path / "calibration.txt"
     text.write_text(TEXT)
-    for flags, tied in (((), True), (("--untie",), False)):
-        out = tmp_path / f"out-{tied}"
-        proc = _resize(src, out, "--hidden", "16", "--calibration", text, *flags)
-        assert proc.returncode == 0, proc.stderr
-        assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is tied
-        assert ("lm_head.weight" in load_file(str(out / "model.safetensors"))) is not tied
-        model = transformers.AutoModelForCausalLM.from_pretrained(out)
-        same = model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
-        assert same is tied
+    out = tmp_path / "out"
+    proc = _resize(src, out, "--hidden", hidden, "--calibration", text, *flags)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "config.json").read_text())["tie_word_embeddings"] is tied
+    assert ("lm_head.weight" in load_file(str(out / "model.safetensors"))) is not tied
+    model = transformers.AutoModelForCausalLM.from_pretrained(out)
+    same = model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    assert same is tied and model.config.hidden_size == int(hidden)
 
 
-def test_untie_without_calibration_is_refused(llama_dir, tmp_path, capsys):
-    status, err = _main([llama_dir, tmp_path / "out", "--hidden", "16", "--untie"], capsys)
-    assert status == 1 and "--untie applies only with --calibration" in err
+@pytest.mark.parametrize("flag", ["--untie", "--tie"])
+def test_tie_flags_without_calibration_are_refused(llama_dir, tmp_path, capsys, flag):
+    status, err = _main([llama_dir, tmp_path / "out", "--hidden", "16", flag], capsys)
+    assert status == 1 and f"{flag} applies only with --calibration" in err
     assert not (tmp_path / "out").exists()

@@ -154,24 +154,39 @@ def test_retie_keeps_the_tie_and_is_exact_when_the_final_gain_is_constant():
     assert torch.allclose(old, rotated, atol=1e-5 * old.abs().max().item())
 
 
-def test_resize_model_keeps_a_tied_head_tied_by_default():
-    """``rotate=`` alone, default ``retie=True``: the rotate_residual(retie=True) weights, tie kept."""
+def test_resize_model_keeps_a_tied_head_tied_when_shrinking_by_default():
+    """``rotate=`` with a hidden shrink, default ``retie=None``: the ``retie=True`` result."""
     model = _llama(tied=True)
-    with torch.no_grad():
-        model.model.norm.weight.fill_(0.8)  # constant final gain: the re-tie is exact too
     params, moments = dict(model.state_dict()), _moments(model)
-    res = resize_model(params, None, config=model.config.to_dict(), rotate=moments)
+    cfg = model.config.to_dict()
+    res = resize_model(params, {"hidden": 8}, config=cfg, rotate=moments)
+    emb = res.params["model.embed_tokens.weight"]
     assert res.config["tie_word_embeddings"] is True
+    assert torch.equal(res.params.get("lm_head.weight", emb), emb)
     notes = [r.treatment for r in res.report if r.signal == "residual stream"]
     assert len(notes) == 1 and "stays tied" in notes[0] and "untied" not in notes[0]
-    ref, _ = rotate_residual(params, model.config.to_dict(), moments, retie=True)
-    for name, value in res.params.items():
-        assert torch.allclose(value, ref[name], atol=1e-6), name
-    old, new = _logits(model, {k: v for k, v in res.params.items() if k != "lm_head.weight"}, res.config)
-    assert torch.allclose(old, new, atol=1e-5 * old.abs().max().item())
-    untied = resize_model(params, None, config=model.config.to_dict(), rotate=moments, retie=False)
-    assert untied.config["tie_word_embeddings"] is False
-    assert not torch.allclose(untied.params["lm_head.weight"], untied.params["model.embed_tokens.weight"])
+    tied = resize_model(params, {"hidden": 8}, config=cfg, rotate=moments, retie=True)
+    assert tied.config == res.config
+    assert all(torch.equal(v, tied.params[k]) for k, v in res.params.items())
+
+
+@pytest.mark.parametrize("target", [None, {"hidden": 32}])
+def test_resize_model_unties_a_tied_head_when_the_hidden_size_does_not_shrink(target):
+    """Default ``retie=None`` without a shrink: written untied; rotation alone keeps the function."""
+    model = _llama(tied=True)
+    params, moments = dict(model.state_dict()), _moments(model)
+    res = resize_model(params, target, config=model.config.to_dict(), rotate=moments)
+    assert res.config["tie_word_embeddings"] is False
+    assert not torch.allclose(res.params["lm_head.weight"][:, :16], res.params["model.embed_tokens.weight"][:, :16])
+    untied = resize_model(params, target, config=model.config.to_dict(), rotate=moments, retie=False)
+    assert all(torch.equal(v, untied.params[k]) for k, v in res.params.items())
+    if target is None:
+        old, new = _logits(model, res.params, res.config)
+        assert torch.allclose(old, new, atol=1e-5 * old.abs().max().item())
+    forced = resize_model(params, target, config=model.config.to_dict(), rotate=moments, retie=True)
+    emb = forced.params["model.embed_tokens.weight"]
+    assert forced.config["tie_word_embeddings"] is True
+    assert torch.equal(forced.params.get("lm_head.weight", emb), emb)
 
 
 def test_retie_changes_nothing_for_an_untied_head():
@@ -184,7 +199,7 @@ def test_retie_changes_nothing_for_an_untied_head():
 
 def test_retie_must_be_a_bool():
     model = _llama(tied=True)
-    with pytest.raises(OptionError, match=r"retie='no': expected True .* or False"):
+    with pytest.raises(OptionError, match=r"retie='no': expected True .*, False .* or None"):
         resize_model(dict(model.state_dict()), None, config=model.config.to_dict(),
                      rotate=_moments(model), retie="no")
 

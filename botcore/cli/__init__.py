@@ -146,10 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--calibration", metavar="TEXT_FILE", default=None,
                    help="rotate the residual stream onto its principal subspace first, measured on "
                         "this text with the checkpoint's tokenizer (pre-norm models; a tied LM head "
-                        "stays tied, the final norm gain approximated)")
-    r.add_argument("--untie", action="store_true",
-                   help="with --calibration: write a tied LM head untied instead, keeping the "
-                        "function exactly (one more vocab x hidden matrix)")
+                        "stays tied when the hidden size shrinks, the final norm gain approximated, "
+                        "and is written untied otherwise)")
+    tie = r.add_mutually_exclusive_group()
+    tie.add_argument("--untie", action="store_const", const=False, dest="retie", default=None,
+                     help="with --calibration: always write a tied LM head untied, keeping the "
+                          "function exactly (one more vocab x hidden matrix)")
+    tie.add_argument("--tie", action="store_const", const=True, dest="retie",
+                     help="with --calibration: always keep a tied LM head tied (the final norm "
+                          "gain approximated by its closest diagonal)")
     r.add_argument("--quantize", choices=("q8_0",), default=None,
                    help="GGUF output only: store the 2-D tensors as Q8_0")
     r.add_argument("--chunk-bytes", default="1GiB", metavar="SIZE",

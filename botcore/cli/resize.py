@@ -178,9 +178,10 @@ def run_resize(args) -> int:
     legacy_onnx = detect_format(args.src) == "onnx" and not _onnx_reader()
     source = args.src if legacy_onnx else open_source(args.src, config=args.config)
     rotate = None
-    if args.untie and args.calibration is None:
-        raise OptionError("--untie applies only with --calibration TEXT_FILE (it says how the "
-                          "rotation treats a tied LM head); add --calibration or leave --untie out")
+    if args.retie is not None and args.calibration is None:
+        flag = "--tie" if args.retie else "--untie"
+        raise OptionError(f"{flag} applies only with --calibration TEXT_FILE (it says how the "
+                          f"rotation treats a tied LM head); add --calibration or leave {flag} out")
     if args.calibration is not None:
         from .calibrate import moments_for
 
@@ -189,7 +190,7 @@ def run_resize(args) -> int:
     t0 = time.monotonic()
     try:
         res = resize_model(source, target, out=args.dst, progress=bar, measure=args.method == "bot",
-                           rotate=rotate, retie=not args.untie, **_options(args))
+                           rotate=rotate, retie=args.retie, **_options(args))
     finally:
         bar.close()
     if not args.quiet:
