@@ -251,17 +251,17 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
     family = FAMILIES[case.family](**({"steps": 30} if quick and case.family == "vit" else {}))
     task = make_task(case.task).limit_eval(budget.eval_rows)
     digest = source_digest(family.params())
-    if data["runs"] and old_digest != digest and (old_digest is not None or case.family in TRAINED_SOURCES):
+    if data["runs"] and _other_source(old_digest, digest, case.family):
         # the runs on file came from another source: never mix them with this one's
         stem = stem.with_name(f"{stem.name}-src{digest[:8]}")
         json_path = stem.with_suffix(".json")
         log(f"[{name}] the runs in {stem.name.rsplit('-src', 1)[0]}.json come from another source (digest "
             f"{old_digest or 'not recorded'}, this one {digest[:16]}): writing to {json_path} instead")
         data["runs"] = []
-        if _resume(json_path, data) not in (None, digest):
+        if _resume(json_path, data) not in (None, digest[:DIGEST_CHARS]):
             raise SystemExit(f"{json_path}: recorded source digest differs from {digest[:16]}")
         done = {(r["target"], r["method"], r["seed"]) for r in data["runs"]}
-    data["settings"]["source_digest"] = digest[:16]
+    data["settings"]["source_digest"] = digest[:DIGEST_CHARS]
     data["settings"]["source_config"] = {k: family.config.get(k) for k in (
         "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size")}
     data["settings"]["data"] = {"train_rows": len(task.train_x), "eval_rows": len(task.eval_x),
@@ -300,6 +300,24 @@ def run_case(name: str, *, quick: bool = False, out: Path | None = None, seeds=N
 #: file of theirs without a recorded source digest may come from another source (another machine or
 #: library version trains another ViT), so it is never resumed.
 TRAINED_SOURCES = {"vit"}
+
+
+#: how many hex digits of :func:`source_digest` a result file records
+DIGEST_CHARS = 16
+
+
+def _other_source(recorded: str | None, digest: str, family: str) -> bool:
+    """Whether runs on file, with source digest ``recorded`` (as written), came from another source.
+
+    >>> d = "ab" * 32
+    >>> _other_source(d[:DIGEST_CHARS], d, "bert"), _other_source("0" * DIGEST_CHARS, d, "bert")
+    (False, True)
+    >>> _other_source(None, d, "bert"), _other_source(None, d, "vit")
+    (False, True)
+    """
+    if recorded is None:
+        return family in TRAINED_SOURCES
+    return recorded != digest[:DIGEST_CHARS]
 
 
 def source_digest(params) -> str:
