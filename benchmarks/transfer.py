@@ -369,13 +369,14 @@ def write_outputs(stem: Path, data: dict, *, task_metric: str, higher: bool) -> 
     write_figure(stem.with_suffix(".png"), data, metric=task_metric)
 
 
-def merge_runs(name: str, paths, *, out: Path | None = None, log=print) -> dict:
-    """Add the runs of other result JSONs of case ``name`` (same budget) to its standard results.
+def merge_runs(name: str, paths, *, out: Path | None = None, steps: int | None = None, log=print) -> dict:
+    """Add the runs of other result JSONs of case ``name`` (same budget) to its results.
 
     This is how two processes share one case: each writes its own ``--out``
     folder, and the runs are merged afterwards (a run already present is kept).
+    ``steps`` merges into ``<case>-<steps>steps.json`` (the ``--steps`` runs).
     """
-    stem = (Path(out) if out else RESULTS) / name
+    stem = (Path(out) if out else RESULTS) / (f"{name}-{steps}steps" if steps else name)
     data = json.loads(stem.with_suffix(".json").read_text())
     have = {(r["target"], r["method"], r["seed"]) for r in data["runs"]}
     for path in paths:
@@ -417,7 +418,7 @@ def main(argv=None) -> int:
     if args.merge:
         if len(names) != 1:
             raise SystemExit("--merge takes exactly one --case")
-        merge_runs(names[0], args.merge, out=args.out, log=lambda s: print(s, flush=True))
+        merge_runs(names[0], args.merge, out=args.out, steps=args.steps, log=lambda s: print(s, flush=True))
         return 0
     for n in names:
         run_case(n, quick=args.quick, out=args.out, seeds=args.seeds, methods=args.methods,

@@ -231,3 +231,28 @@ def test_a_resumed_case_never_mixes_runs_of_two_sources(tmp_path, monkeypatch):
     other.unlink()
     run("scratch")
     assert len(json.loads((tmp_path / "vit.json").read_text())["runs"]) == 3 and other.exists()
+
+
+def test_merge_runs_of_a_steps_budget_into_its_own_file(tmp_path):
+    """``--merge`` with ``--steps``: the runs go into ``<case>-<steps>steps.json``, not the standard file."""
+    import json
+    import shutil
+
+    results = Path(transfer.__file__).resolve().parent / "results"
+    base = results / "bert-l2s-1000steps.json"
+    if not base.exists():
+        pytest.skip("the committed 1000-step bert-l2s results are not in this checkout")
+    shutil.copy(base, tmp_path / base.name)
+    shutil.copy(results / "bert-l2s.json", tmp_path / "bert-l2s.json")
+    other = json.loads(base.read_text())  # another process's file: same budget, a renamed method
+    other["runs"] = [{**r, "method": r["method"] + ":copy"} for r in other["runs"]]
+    extra = tmp_path / "other" / base.name
+    extra.parent.mkdir()
+    extra.write_text(json.dumps(other))
+    before = (tmp_path / "bert-l2s.json").read_text()
+    data = transfer.merge_runs("bert-l2s", [extra], out=tmp_path, steps=1000, log=lambda s: None)
+    written = json.loads((tmp_path / base.name).read_text())
+    assert len(data["runs"]) == len(written["runs"]) == 2 * len(other["runs"])
+    assert (tmp_path / "bert-l2s-1000steps.md").exists() and (tmp_path / "bert-l2s.json").read_text() == before
+    with pytest.raises(ValueError, match="only equal budgets merge"):
+        transfer.merge_runs("bert-l2s", [extra], out=tmp_path, log=lambda s: None)
