@@ -278,7 +278,7 @@ def _tileable_early(layout: Layout, spec: Spec, method: str, options: Mapping) -
     return not (any(v.transpose for v in views) or method == "net2net" or options)
 
 
-def _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie):
+def _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie, fractional=None):
     """The source rotated in memory (``rotate=``): a new reader, its layout, and the note."""
     from .rotation import (
         APPROXIMATE,
@@ -296,10 +296,11 @@ def _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie):
     tied = bool(config.get("tie_word_embeddings")) or bool(confirm_ties(reader, adapter))
     if approximate:
         params, config = rotate_post_ln_principal(params, config, rotate, target_hidden=sizes["hidden"],
-                                                  wavelet=wavelet, mode=mode)
+                                                  wavelet=wavelet, mode=mode, fractional=fractional)
     else:
         params, config = rotate_residual(params, config, rotate, target_hidden=sizes["hidden"],
-                                         wavelet=wavelet, mode=mode, family=adapter.family, retie=retie)
+                                         wavelet=wavelet, mode=mode, family=adapter.family, retie=retie,
+                                         fractional=fractional)
     note = rotation_note(adapter.family, tied=tied, retie=retie)
     rotated = MappingReader(params, config=config)
     rotated.likes = {**rotated.likes, **getattr(reader, "likes", {})}
@@ -349,7 +350,8 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
             from .rotation import default_retie
 
             retie = default_retie(layout.sizes["hidden"], sizes["hidden"])
-        reader, layout, note = _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie)
+        reader, layout, note = _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie,
+                                        fractional=dict(options or {}).get("fractional"))
         notes.append(note)
     shapes, records = {}, []
     for spec in layout.specs.values():  # plan every signal before touching data

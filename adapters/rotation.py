@@ -384,11 +384,17 @@ def _householder(e: np.ndarray) -> np.ndarray:
     return np.eye(len(e)) - 2.0 * np.outer(v, v) / (v @ v)
 
 
-def _hidden_analysis(n: int, m: int, *, wavelet: str, mode: str) -> np.ndarray:
+def _hidden_analysis(n: int, m: int, *, wavelet: str, mode: str, fractional: str | None = None) -> np.ndarray:
+    """The ``(m, n)`` matrix of the coming hidden-axis resize (``fractional="select"``: its
+    fractional step by uniform selection, as ``resize_model(fractional="select")`` does)."""
     import botcore
 
     if m == n:
         return np.eye(n)
+    if fractional == "select":
+        from .methods import _fractional_by_selection
+
+        return _fractional_by_selection(np.eye(n), None, (m, n), wavelet=wavelet, mode=mode, gain="paper")
     return botcore.resize(np.eye(n), (m, n), wavelet=wavelet, mode=mode, gain="paper")
 
 
@@ -408,8 +414,12 @@ def _check_moments(moments, n: int) -> np.ndarray:
 
 
 def rotation_matrix(moments, *, layernorm: bool, target_hidden: int | None = None,
-                    wavelet: str = "haar", mode: str = "periodization") -> np.ndarray:
+                    wavelet: str = "haar", mode: str = "periodization",
+                    fractional: str | None = None) -> np.ndarray:
     """The orthogonal ``Q`` (new stream ``Q.T x``) for a coming hidden-size resize.
+
+    ``wavelet``, ``mode`` and ``fractional`` are those of the resize (they define its
+    analysis matrix, whose row space ``Q`` maps onto the principal directions).
 
     Examples
     --------
@@ -424,13 +434,15 @@ def rotation_matrix(moments, *, layernorm: bool, target_hidden: int | None = Non
         basis = principal_basis(m)
         if target >= n:  # growing (or keeping) loses no direction: the principal basis will do
             return basis
-        return rotation_for(basis, _hidden_analysis(n, target, wavelet=wavelet, mode=mode))
+        return rotation_for(basis, _hidden_analysis(n, target, wavelet=wavelet, mode=mode,
+                                                    fractional=fractional))
     e = _ones(n)
     p = np.eye(n) - np.outer(e, e)
     basis = _mean_free_basis(p @ m @ p)  # the stream is P x once it is mean-free
     if target >= n:
         return basis @ _householder(e)
-    return rotation_for(basis, _hidden_analysis(n, target, wavelet=wavelet, mode=mode), fixed=e)
+    return rotation_for(basis, _hidden_analysis(n, target, wavelet=wavelet, mode=mode, fractional=fractional),
+                        fixed=e)
 
 
 # -- the plan --------------------------------------------------------------------------
@@ -573,7 +585,7 @@ def _check_head(family: str, names, untie) -> None:
 def plan_rotation(params: Mapping, config: Mapping, moments, *, family: str | None = None,
                   target_hidden: int | None = None, wavelet: str = "haar",
                   mode: str = "periodization", tied: bool | None = None,
-                  retie: bool = False) -> Rotation:
+                  retie: bool = False, fractional: str | None = None) -> Rotation:
     """The :class:`Rotation` of a checkpoint (see the module docstring).
 
     ``params`` maps every source parameter name to its array; only the
@@ -610,7 +622,8 @@ def plan_rotation(params: Mapping, config: Mapping, moments, *, family: str | No
         new_config["tie_word_embeddings"] = False
     if added:
         new_config["qkv_bias"] = True
-    q = rotation_matrix(m, layernorm=layernorm, target_hidden=target_hidden, wavelet=wavelet, mode=mode)
+    q = rotation_matrix(m, layernorm=layernorm, target_hidden=target_hidden, wavelet=wavelet, mode=mode,
+                        fractional=fractional)
     return Rotation(family, q, layernorm, new_config, norms, scales, biases, kept,
                     untie, retie and untie is not None, added)
 
@@ -730,7 +743,8 @@ def rotate_parameter(rotation: Rotation, name: str, array) -> dict:
 
 def rotate_residual(params: Mapping, config: Mapping, moments, *, family: str | None = None,
                     target_hidden: int | None = None, wavelet: str = "haar",
-                    mode: str = "periodization", retie: bool = False) -> tuple[dict, dict]:
+                    mode: str = "periodization", retie: bool = False,
+                    fractional: str | None = None) -> tuple[dict, dict]:
     """Function-preserving residual rotation of a whole checkpoint (see the module docstring).
 
     Parameters
@@ -749,6 +763,9 @@ def rotate_residual(params: Mapping, config: Mapping, moments, *, family: str | 
         The hidden size of the coming resize (``None``: keep the size).
     wavelet, mode : str, keyword-only
         Those of the coming resize (they define its analysis matrix).
+    fractional : {None, "area", "select"}, keyword-only
+        That of the coming resize (``method="bot"``'s option; ``"select"`` changes the
+        analysis matrix of a non-dyadic hidden size).
     retie : bool, keyword-only
         Keep a tied LM head tied (approximate; see the module docstring).
 
@@ -764,7 +781,7 @@ def rotate_residual(params: Mapping, config: Mapping, moments, *, family: str | 
         See :func:`plan_rotation`.
     """
     rot = plan_rotation(params, config, moments, family=family, target_hidden=target_hidden,
-                        wavelet=wavelet, mode=mode, retie=retie)
+                        wavelet=wavelet, mode=mode, retie=retie, fractional=fractional)
     out = {}
     for name in params:
         out.update(rotate_parameter(rot, name, params[name]))
@@ -878,7 +895,7 @@ def rotate_post_ln(params: Mapping, config: Mapping, q) -> tuple[dict, dict]:
 
 def rotate_post_ln_principal(params: Mapping, config: Mapping, moments, *,
                              target_hidden: int | None = None, wavelet: str = "haar",
-                             mode: str = "periodization") -> tuple[dict, dict]:
+                             mode: str = "periodization", fractional: str | None = None) -> tuple[dict, dict]:
     """:func:`rotate_post_ln` with the principal rotation of a coming resize (``rotate=`` for BERT).
 
     Approximate (see :func:`rotate_post_ln`); the variant that trained best on BERT
@@ -886,7 +903,8 @@ def rotate_post_ln_principal(params: Mapping, config: Mapping, moments, *,
     moments that are not a finite symmetric ``(hidden, hidden)`` matrix.
     """
     m = _check_moments(moments, _hidden(config, moments))
-    q = rotation_matrix(m, layernorm=True, target_hidden=target_hidden, wavelet=wavelet, mode=mode)
+    q = rotation_matrix(m, layernorm=True, target_hidden=target_hidden, wavelet=wavelet, mode=mode,
+                        fractional=fractional)
     return rotate_post_ln(params, config, q)
 
 

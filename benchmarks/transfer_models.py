@@ -221,12 +221,14 @@ class Family:
         src = (dict(source), dict(config)) if source is not None else (self.params(), self.config)
         moments = self.residual_moments(*(src if source is not None else ()))
         hidden, wavelet = target.get("hidden"), opts["wavelet"]
+        fractional = opts.get("fractional")  # the resize's too: it shapes the analysis matrix
         if opts.pop("rotate", None) is not None:
             return rotate_residual(*src, moments, target_hidden=hidden, wavelet=wavelet,
-                                   retie=opts.pop("retie", False))
+                                   retie=opts.pop("retie", False), fractional=fractional)
         reorder = opts.pop("reorder")
         if reorder == "pca":  # what resize_model(rotate=) does for BERT
-            return rotate_post_ln_principal(*src, moments, target_hidden=hidden, wavelet=wavelet)
+            return rotate_post_ln_principal(*src, moments, target_hidden=hidden, wavelet=wavelet,
+                                            fractional=fractional)
         return rotate_post_ln(*src, permutation_matrix(energy_order(moments, pairs=reorder == "fold")))
 
     def params(self) -> dict:

@@ -96,6 +96,36 @@ def test_resize_after_rotation_keeps_the_principal_subspace(wavelet, m):
     assert np.linalg.matrix_rank(kept @ u[:, :m]) == m
 
 
+@pytest.mark.parametrize("layernorm", [False, True])
+def test_fractional_select_rotation_keeps_the_principal_subspace(layernorm):
+    """``fractional="select"`` (16 -> 12: the fractional step by uniform selection): the
+    rotation is built for that analysis matrix, so the selection keeps the stream's energy
+    in the principal subspace (RMSNorm: exactly that subspace; LayerNorm, where the
+    all-ones direction stays put and is not in a selection's row space: at least the
+    energy of its top ``m - 1`` mean-free directions); the area-step rotation does not."""
+    from botcore.adapters.methods import resize_signal
+    from botcore.adapters.rotation import rotation_matrix
+
+    n, m = 16, 12
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, n)) * np.geomspace(10, 0.1, n)
+    x = x - x.mean(axis=1, keepdims=True) if layernorm else x
+    moments = x.T @ x
+    select, _ = resize_signal(np.eye(n), ("out", "in"), (m, n), method="bot", wavelet="haar",
+                              mode="periodization", gain="paper", fractional="select")
+    best = np.sort(np.linalg.eigvalsh(moments))[::-1][: m - int(layernorm)].sum() / np.trace(moments)
+
+    def kept(fractional):
+        k = select @ rotation_matrix(moments, layernorm=layernorm, target_hidden=m, fractional=fractional).T
+        return np.trace(np.linalg.pinv(k) @ k @ moments) / np.trace(moments)
+
+    assert kept("select") >= best - 1e-12
+    assert kept(None) < best - 0.05
+    if not layernorm:  # exactly the principal subspace
+        q = rotation_matrix(moments, layernorm=False, target_hidden=m, fractional="select")
+        np.testing.assert_allclose(select @ q.T @ principal_basis(moments)[:, m:], 0, atol=1e-10)
+
+
 def test_shrink_and_growth_with_rotation_load_as_llama():
     model = _llama(tied=True)
     params = dict(model.state_dict())

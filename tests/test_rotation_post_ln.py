@@ -64,18 +64,23 @@ def test_a_rotation_is_exact_only_with_constant_gains():
     assert not torch.allclose(a, b, atol=1e-3 * a.abs().max().item())
 
 
-def test_resize_model_rotates_a_post_ln_bert_like_the_two_steps():
-    """``resize_model(rotate=)`` on BERT: the approximate rotation, then the resize (the ``:pcaln`` label)."""
+@pytest.mark.parametrize("target, fractional", [({"hidden": 8, "heads": 2, "ffn": 12}, None),
+                                               ({"hidden": 12, "heads": 3, "ffn": 24}, None),
+                                               ({"hidden": 12, "heads": 3, "ffn": 24}, "select")])
+def test_resize_model_rotates_a_post_ln_bert_like_the_two_steps(target, fractional):
+    """``resize_model(rotate=)`` on BERT: the approximate rotation for the coming resize
+    (dyadic, non-dyadic, its fractional step by selection), then the resize (``:pcaln``)."""
     from botcore.adapters import resize_model
 
     model = _bert()
     params, cfg = dict(model.state_dict()), model.config.to_dict()
     moments = residual_moments(model, [torch.arange(1, 29).reshape(4, 7)])
-    target = {"hidden": 8, "heads": 2, "ffn": 12}
-    res = resize_model(params, target, config=cfg, rotate=moments, gain="std")
-    q = rotation_matrix(moments, layernorm=True, target_hidden=8)
+    res = resize_model(params, target, config=cfg, rotate=moments, gain="std", fractional=fractional)
+    q = rotation_matrix(moments, layernorm=True, target_hidden=target["hidden"], fractional=fractional)
+    if fractional:  # another analysis matrix, so another rotation: the option reached it
+        assert not np.allclose(q, rotation_matrix(moments, layernorm=True, target_hidden=target["hidden"]))
     rotated, rotated_cfg = rotate_post_ln(params, cfg, q)
-    ref = resize_model(rotated, target, config=rotated_cfg, gain="std")
+    ref = resize_model(rotated, target, config=rotated_cfg, gain="std", fractional=fractional)
     assert set(res.params) == set(ref.params)
     assert all(torch.allclose(res.params[k], ref.params[k], atol=1e-6) for k in res.params)
     plain = resize_model(params, target, config=cfg, gain="std")
