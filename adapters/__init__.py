@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from .api import (
     DEFAULT_GAIN,
+    SHRINK_FRACTIONAL,
     SHRINK_GAINS,
     ModelPlan,
     Record,
     ResizeResult,
+    default_fractional,
     default_gain,
     plan_model,
     resize_model,
@@ -44,7 +46,9 @@ __all__ = [
     "Record",
     "ResizeResult",
     "Rule",
+    "SHRINK_FRACTIONAL",
     "SHRINK_GAINS",
+    "default_fractional",
     "default_gain",
     "detect_family",
     "from_signals",

@@ -40,11 +40,19 @@ from botcore.errors import OptionError, OutputExistsError
 
 from . import pipeline
 from .io import open_reader, open_writer, output_format, source_format
-from .pipeline import DEFAULT_GAIN, SHRINK_GAINS, Plan, Record, default_gain
+from .pipeline import (
+    DEFAULT_GAIN,
+    SHRINK_FRACTIONAL,
+    SHRINK_GAINS,
+    Plan,
+    Record,
+    default_fractional,
+    default_gain,
+)
 from .preflight import preflight
 
-__all__ = ["DEFAULT_GAIN", "SHRINK_GAINS", "ModelPlan", "Record", "ResizeResult", "default_gain",
-           "plan_model", "resize_model"]
+__all__ = ["DEFAULT_GAIN", "SHRINK_FRACTIONAL", "SHRINK_GAINS", "ModelPlan", "Record", "ResizeResult",
+           "default_fractional", "default_gain", "plan_model", "resize_model"]
 
 #: The plan :func:`plan_model` returns (an alias of :class:`botcore.adapters.pipeline.Plan`).
 ModelPlan = Plan
@@ -224,11 +232,16 @@ def resize_model(
         ``depth_growth="identity"`` inserts new layers whose residual writers are
         zero; ``detail_noise`` fills the detail bands of a growth with noise of
         that relative scale (seeded by ``seed`` and the signal's name).
-    heads, fractional : {None, "select"}, keyword-only
-        Hybrids of ``method="bot"`` (the transfer ablations, :mod:`botcore.adapters.methods`):
+    heads : {None, "select"}, keyword-only
+        Hybrid of ``method="bot"`` (a transfer ablation, :mod:`botcore.adapters.methods`):
         ``heads="select"`` keeps whole attention heads by selection before the wavelet
-        resize; ``fractional="select"`` does every non-dyadic step by uniform selection
-        and only the dyadic levels by the wavelet.
+        resize.
+    fractional : {None, "area", "select"}, keyword-only
+        How ``method="bot"`` does a non-dyadic step: ``"area"`` by the area
+        resampling step, ``"select"`` by uniform selection (only the dyadic levels
+        by the wavelet). ``None`` (the default): the family's measured default
+        (:func:`default_fractional`: ``"select"`` for BERT shrinks, ``"area"``
+        otherwise).
     scheduler : str or distributed.Client, keyword-only, optional
         Run the per-signal jobs on the workers of this Dask scheduler
         (``tcp://HOST:PORT``); needs ``out=`` on a file system the workers share.

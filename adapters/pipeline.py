@@ -67,8 +67,8 @@ from .methods import resize_signal
 from .registry import detect_family, get_adapter
 from .targets import resolve_target
 
-__all__ = ["DEFAULT_GAIN", "SHRINK_GAINS", "Estimate", "Plan", "Record", "default_gain", "estimate",
-           "plan", "run"]
+__all__ = ["DEFAULT_GAIN", "SHRINK_FRACTIONAL", "SHRINK_GAINS", "Estimate", "Plan", "Record",
+           "default_fractional", "default_gain", "estimate", "plan", "run"]
 
 #: The gain used when growing, and for families without a measured shrink default. Set
 #: by the transfer benchmark (``docs/transfer.md``): it is the only gain that never
@@ -83,6 +83,35 @@ DEFAULT_GAIN = "function"
 #: ViT (not measured separately).
 SHRINK_GAINS = {"bert": "std", "vit": "std", "deit": "std", "dinov2": "std",
                 "llama": "function", "gpt2": "function"}
+
+
+#: How ``method="bot"`` does a non-dyadic (fractional) step when shrinking, per family, when
+#: ``fractional=None``; families not listed use the area step (``"area"``). From the
+#: transfer benchmark (docs/transfer.md, bert-l2s 4x256, MiniLM 6x384 -> 4x256: every
+#: step fractional; 500 steps, 2 seeds): uniform selection ended at 4.115 against the
+#: area step's 4.485 (``paper``) and 4.545 (``std``); with the residual rotation
+#: (``rotate=``, built for the selection) at 3.829 against 4.139. The other families
+#: had no non-dyadic case measured.
+SHRINK_FRACTIONAL = {"bert": "select"}
+
+
+def _shrinking(source_sizes: Mapping, target_sizes: Mapping) -> bool:
+    """The hidden size shrinks, or stays and the layer count shrinks."""
+    src_h, dst_h = source_sizes.get("hidden"), target_sizes.get("hidden")
+    return dst_h < src_h if dst_h != src_h else target_sizes.get("layers", 0) < source_sizes.get("layers", 0)
+
+
+def default_fractional(family: str, source_sizes: Mapping, target_sizes: Mapping) -> str:
+    """The fractional step used when ``fractional=None`` (``method="bot"``).
+
+    >>> default_fractional("bert", {"hidden": 384, "layers": 6}, {"hidden": 256, "layers": 4})
+    'select'
+    >>> default_fractional("bert", {"hidden": 384, "layers": 6}, {"hidden": 576, "layers": 9})
+    'area'
+    >>> default_fractional("llama", {"hidden": 576, "layers": 30}, {"hidden": 384, "layers": 20})
+    'area'
+    """
+    return SHRINK_FRACTIONAL.get(family, "area") if _shrinking(source_sizes, target_sizes) else "area"
 
 
 def default_gain(family: str, source_sizes: Mapping, target_sizes: Mapping) -> str:
@@ -101,10 +130,7 @@ def default_gain(family: str, source_sizes: Mapping, target_sizes: Mapping) -> s
     >>> default_gain("llama", {"hidden": 576, "layers": 30}, {"hidden": 576, "layers": 15})
     'function'
     """
-    src_h, dst_h = source_sizes.get("hidden"), target_sizes.get("hidden")
-    shrinking = dst_h < src_h if dst_h != src_h else \
-        target_sizes.get("layers", 0) < source_sizes.get("layers", 0)
-    return SHRINK_GAINS.get(family, DEFAULT_GAIN) if shrinking else DEFAULT_GAIN
+    return SHRINK_GAINS.get(family, DEFAULT_GAIN) if _shrinking(source_sizes, target_sizes) else DEFAULT_GAIN
 
 
 @dataclass(frozen=True)
@@ -344,6 +370,10 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
     if method == "net2net":
         _net2net(layout.sizes, sizes)
     gain = gain or default_gain(adapter.family, layout.sizes, sizes)
+    opts = {k: v for k, v in dict(options or {}).items() if v is not None}
+    if method == "bot" and "fractional" not in opts:
+        if default_fractional(adapter.family, layout.sizes, sizes) != "area":  # "area": no option (tileable)
+            opts["fractional"] = default_fractional(adapter.family, layout.sizes, sizes)
     notes = []
     if rotate is not None:
         if retie is None:
@@ -351,7 +381,7 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
 
             retie = default_retie(layout.sizes["hidden"], sizes["hidden"])
         reader, layout, note = _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie,
-                                        fractional=dict(options or {}).get("fractional"))
+                                        fractional=opts.get("fractional"))
         notes.append(note)
     shapes, records = {}, []
     for spec in layout.specs.values():  # plan every signal before touching data
@@ -361,7 +391,6 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
         records.append(Record(spec.name, spec.members, spec.roles, spec.shape, shapes[spec.name],
                               f"planned: {method}"))
     records += [Record("residual stream", (), (), (), (), note) for note in notes]
-    opts = {k: v for k, v in dict(options or {}).items() if v is not None}
     need = estimate(layout, shapes, dtype, chunk_bytes=chunk_bytes,
                     tiled=lambda s: _tileable_early(layout, s, method, opts))
     if check is not None:

@@ -195,6 +195,8 @@ class Family:
             return self.resize(method[: -len(":untie")], target, source=params,
                                config={**self.config, "tie_word_embeddings": False})
         base, opts = parse_method(method)
+        if base == "bot":  # a label means what it meant when it ran: the area step unless :fsel
+            opts.setdefault("fractional", "area")
         if "rotate" in opts or "reorder" in opts:  # transform the stream here (any family), then resize
             params, cfg = self._stream_transformed(opts, target, source, config)
             return resize_model(params, dict(target), method=base, config=cfg, **opts)

@@ -127,3 +127,31 @@ def test_resize_model_fractional_select_is_weight_selection_where_every_step_is_
         np.testing.assert_array_equal(np.asarray(sel[k]), np.asarray(ws[k]), err_msg=k)
     with pytest.raises(OptionError, match="fractional= are options of method='bot'"):
         resize_model(params, target, config=cfg, method="weight_selection", fractional="select")
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_the_default_fractional_step_is_the_familys(family):
+    """``fractional=None``: selection for a BERT shrink (``SHRINK_FRACTIONAL``), the area step
+    for a BERT growth and for the other families."""
+    from botcore.adapters import SHRINK_FRACTIONAL, default_fractional, plan_model
+
+    torch.manual_seed(0)
+    if family == "bert":
+        model = transformers.BertForMaskedLM(transformers.BertConfig(
+            vocab_size=30, hidden_size=12, num_hidden_layers=3, num_attention_heads=3, intermediate_size=24))
+        shrink, grow = {"layers": 2, "hidden": 8, "heads": 2, "ffn": 16}, {"hidden": 18, "heads": 3, "ffn": 36}
+    else:
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+            vocab_size=40, hidden_size=12, intermediate_size=24, num_hidden_layers=3, num_attention_heads=3,
+            num_key_value_heads=3, tie_word_embeddings=False))
+        shrink, grow = ({"layers": 2, "hidden": 8, "heads": 2, "kv_heads": 2, "ffn": 16},
+                        {"hidden": 18, "heads": 3, "kv_heads": 3, "ffn": 36})
+    params, cfg = dict(model.state_dict()), model.config.to_dict()
+    for target, expected in ((shrink, SHRINK_FRACTIONAL.get(family, "area")), (grow, "area")):
+        sizes = plan_model(params, target, config=cfg).sizes
+        assert default_fractional(family, plan_model(params, None, config=cfg).sizes, sizes) == expected
+        default = resize_model(params, target, config=cfg).params
+        for fractional in ("select", "area"):
+            explicit = resize_model(params, target, config=cfg, fractional=fractional).params
+            same = all(np.array_equal(np.asarray(default[k]), np.asarray(explicit[k])) for k in default)
+            assert same is (fractional == expected), (target, fractional)
