@@ -545,3 +545,27 @@ def test_inspect_with_an_unknown_family_is_an_error(bert_dir, capsys):
     status, out, err = run(["inspect", bert_dir, "--family", "resnet"], capsys)
     assert status == 1 and out == ""
     one_line_error(status, err, "botcore inspect", "family='resnet' is not supported", "'bert'")
+
+
+def test_fractional_default_and_flag_write_what_the_api_writes(bert_dir, work, capsys):
+    """A non-dyadic BERT shrink (16 -> 12): the default is selection; ``--fractional area``
+    the area step; each file equals ``resize_model`` with that option."""
+    from botcore.adapters import resize_model
+
+    target = {"hidden": 12, "heads": 3, "ffn": 24}
+    for flags, fractional in (((), "select"), (("--fractional", "area"), "area")):
+        out = work / f"out-{fractional}"
+        status, _, err = run(["resize", bert_dir, out, "--hidden", "12", "--heads", "3", "--ffn", "24", "--quiet",
+                              *flags], capsys)
+        assert status == 0, err
+        written = safetensors_numpy.load_file(str(out / "model.safetensors"))
+        ref = resize_model(str(bert_dir), target, fractional=fractional).params
+        for name, value in ref.items():
+            np.testing.assert_array_equal(written[name], np.asarray(value), err_msg=name)
+    area = safetensors_numpy.load_file(str(work / "out-area" / "model.safetensors"))
+    select = safetensors_numpy.load_file(str(work / "out-select" / "model.safetensors"))
+    assert not np.array_equal(area["embeddings.word_embeddings.weight"], select["embeddings.word_embeddings.weight"])
+    status, _, err = run(["resize", bert_dir, work / "ws", "--hidden", "12", "--heads", "3", "--method",
+                          "weight_selection", "--fractional", "select"], capsys)
+    one_line_error(status, err, "fractional")
+    assert not (work / "ws").exists()

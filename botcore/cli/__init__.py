@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     tie.add_argument("--tie", action="store_const", const=True, dest="retie",
                      help="with --calibration: always keep a tied LM head tied (the final norm "
                           "gain approximated by its closest diagonal)")
+    r.add_argument("--fractional", choices=("area", "select"), default=None,
+                   help="--method bot: how a non-dyadic step is done (default: measured per family: "
+                        "select for BERT shrinks, area otherwise)")
     r.add_argument("--quantize", choices=("q8_0",), default=None,
                    help="GGUF output only: store the 2-D tensors as Q8_0")
     r.add_argument("--chunk-bytes", default="1GiB", metavar="SIZE",

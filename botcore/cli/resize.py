@@ -138,6 +138,8 @@ def _options(args) -> dict:
                "scheduler": args.scheduler, "chunk_bytes": args.chunk_bytes, "quantize": args.quantize}
     if args.gain is not None:
         options["gain"] = args.gain
+    if getattr(args, "fractional", None) is not None:
+        options["fractional"] = args.fractional
     if args.family:
         options["family"] = args.family
     argv = getattr(args, "argv", None)
