@@ -371,9 +371,13 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
         _net2net(layout.sizes, sizes)
     gain = gain or default_gain(adapter.family, layout.sizes, sizes)
     opts = {k: v for k, v in dict(options or {}).items() if v is not None}
-    if method == "bot" and "fractional" not in opts:
-        if default_fractional(adapter.family, layout.sizes, sizes) != "area":  # "area": no option (tileable)
-            opts["fractional"] = default_fractional(adapter.family, layout.sizes, sizes)
+    if method == "bot":  # the area step is the plain (tileable) path: no option
+        fractional = opts.pop("fractional", None) or default_fractional(adapter.family, layout.sizes, sizes)
+        if fractional not in ("area", "select"):
+            raise OptionError(f"fractional={fractional!r} is not offered; expected 'area', 'select' or "
+                              "None (the family's measured default)")
+        if fractional != "area":
+            opts["fractional"] = fractional
     notes = []
     if rotate is not None:
         if retie is None:

@@ -155,3 +155,9 @@ def test_the_default_fractional_step_is_the_familys(family):
             explicit = resize_model(params, target, config=cfg, fractional=fractional).params
             same = all(np.array_equal(np.asarray(default[k]), np.asarray(explicit[k])) for k in default)
             assert same is (fractional == expected), (target, fractional)
+
+
+def test_an_unknown_fractional_step_is_refused_before_any_work():
+    model = _llama()
+    with pytest.raises(OptionError, match=r"fractional='nearest' is not offered; expected 'area', 'select'"):
+        resize_model(dict(model.state_dict()), {"hidden": 12}, config=model.config.to_dict(), fractional="nearest")

@@ -181,14 +181,15 @@ def check_case(fam, exporter, target, gain, source_models, exported, tmp_path, *
     src = exported(fam, exporter)
     before = {p.name: _sha(p) for p in src.parent.iterdir()}
     dst = tmp_path / "resized.onnx"
-    got = resize_model(str(src), target, out=dst, gain=gain)
+    got = resize_model(str(src), target, out=dst, gain=gain, fractional="area")  # the reference's step
     assert {p.name: _sha(p) for p in src.parent.iterdir()} == before  # input untouched
     onnx.checker.check_model(str(dst), full_check=True)
     expect = twin(model, fam, got.sizes, expected_backbone(numpy_params(model), source_sizes(model, fam),
                                                            got.sizes, gain=gain))
     ref_path = None
     if reexport:
-        ref = resize_model(numpy_params(model), target, config=model.config.to_dict(), gain=gain)
+        ref = resize_model(numpy_params(model), target, config=model.config.to_dict(), gain=gain,
+                           fractional="area")
         ref_path = export_family(twin(model, fam, ref.sizes, ref.params), fam, tmp_path / "ref.onnx", exporter)
     shapes = set()
     for b, s in ((2, 5), (3, 11)):
@@ -255,7 +256,7 @@ def test_deduplicated_initializers_are_split(tmp_path):
     shared = onnx.load(str(src))
     assert sum(n.op_type == "Identity" for n in shared.graph.node) > 0  # de-duplication happened
     target = {"hidden": 32, "layers": 3}
-    got = resize_model(str(src), target, out=tmp_path / "out.onnx", gain="function")
+    got = resize_model(str(src), target, out=tmp_path / "out.onnx", gain="function", fractional="area")
     onnx.checker.check_model(str(tmp_path / "out.onnx"), full_check=True)
     expect = twin(model, "bert", got.sizes, expected_backbone(numpy_params(model), source_sizes(model, "bert"),
                                                               got.sizes, gain="function"))
@@ -284,9 +285,9 @@ def test_a_resized_graph_can_be_resized_again(source_models, exported, tmp_path)
     """Grown blocks carry their own layer numbers, so a second resize sees a clean graph."""
     model = source_models["bert"]
     src = exported("bert", "torchscript")
-    resize_model(str(src), GROW, out=tmp_path / "grown.onnx", gain="function")
+    resize_model(str(src), GROW, out=tmp_path / "grown.onnx", gain="function", fractional="area")
     second = {"layers": 3, "hidden": 48, "heads": 4}
-    got = resize_model(str(tmp_path / "grown.onnx"), second, out=tmp_path / "again.onnx", gain="function")
+    got = resize_model(str(tmp_path / "grown.onnx"), second, out=tmp_path / "again.onnx", gain="function", fractional="area")
     src_sizes = source_sizes(model, "bert")
     mid = {**src_sizes, "layers": 4, "hidden": 128, "heads": 8, "kv_heads": 8, "ffn": 256}
     once = expected_backbone(numpy_params(model), src_sizes, mid, gain="function")
@@ -325,7 +326,7 @@ def test_an_intermediate_block_output_moves_to_the_block_at_the_same_depth(layer
     import math
 
     src, model = _export_states(tmp_path, layers, which)
-    got = resize_model(str(src), {"layers": target}, out=tmp_path / "out.onnx", gain="function")
+    got = resize_model(str(src), {"layers": target}, out=tmp_path / "out.onnx", gain="function", fractional="area")
     onnx.checker.check_model(str(tmp_path / "out.onnx"), full_check=True)
     moved = math.ceil(which * target / layers)
     expect = twin(model, "bert", got.sizes, expected_backbone(
@@ -356,7 +357,7 @@ def test_the_attentions_of_the_last_block_follow_a_grown_graph(tmp_path):
 
     src = export(Attn(bert), tuple(torch_inputs("bert", 2, 7).values()), tmp_path / "attn.onnx",
                  exporter="torchscript", names=spec["names"], outputs=["last", "attn"], dims=spec["dims"])
-    got = resize_model(str(src), {"layers": 3, "hidden": 32}, out=tmp_path / "out.onnx", gain="function")
+    got = resize_model(str(src), {"layers": 3, "hidden": 32}, out=tmp_path / "out.onnx", gain="function", fractional="area")
     expect = twin(bert, "bert", got.sizes, expected_backbone(numpy_params(bert), source_sizes(bert, "bert"),
                                                              got.sizes, gain="function"))
     expect.config._attn_implementation = "eager"
@@ -407,9 +408,9 @@ def test_task_heads_are_resized_with_the_body(case, tmp_path):
     src = export(wrap(model), tuple(torch_inputs(fam, 2, 7).values()), tmp_path / "src.onnx", exporter=exporter,
                  names=spec["names"], outputs=["logits"], dims=spec["dims"])
     dst = tmp_path / "out.onnx"
-    got = resize_model(str(src), SHRINK, out=dst, gain="function")
+    got = resize_model(str(src), SHRINK, out=dst, gain="function", fractional="area")
     onnx.checker.check_model(str(dst), full_check=True)
-    ref = resize_model(numpy_params(model), SHRINK, config=model.config.to_dict(), gain="function")
+    ref = resize_model(numpy_params(model), SHRINK, config=model.config.to_dict(), gain="function", fractional="area")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         new = build({k: v for k, v in ref.config.items() if k in spec["config"] or k in spec["keys"]})
@@ -463,7 +464,7 @@ def test_default_init_dynamo_graphs_with_folded_biases(fam, tmp_path):
     graph = onnx.load(str(src), load_external_data=False).graph
     assert any(n.op_type in ("Gemm", "Conv") and len(n.input) == 2 for n in graph.node)  # folded
     dst = tmp_path / "out.onnx"
-    got = resize_model(str(src), ODD, out=dst, gain="function")
+    got = resize_model(str(src), ODD, out=dst, gain="function", fractional="area")
     onnx.checker.check_model(str(dst), full_check=True)
     expect = twin(model, fam, got.sizes, expected_backbone(numpy_params(model), source_sizes(model, fam),
                                                            got.sizes, gain="function"))
