@@ -160,4 +160,4 @@ def test_the_default_fractional_step_is_the_familys(family):
 def test_an_unknown_fractional_step_is_refused_before_any_work():
     model = _llama()
     with pytest.raises(OptionError, match=r"fractional='nearest' is not offered; expected 'area', 'select'"):
-        resize_model(dict(model.state_dict()), {"hidden": 12}, config=model.config.to_dict(), fractional="nearest")
+        resize_model(dict(model.state_dict()), {"hidden": 8}, config=model.config.to_dict(), fractional="nearest")
