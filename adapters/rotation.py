@@ -415,11 +415,13 @@ def _check_moments(moments, n: int) -> np.ndarray:
 
 def rotation_matrix(moments, *, layernorm: bool, target_hidden: int | None = None,
                     wavelet: str = "haar", mode: str = "periodization",
-                    fractional: str | None = None) -> np.ndarray:
+                    fractional: str | None = None, analysis=None) -> np.ndarray:
     """The orthogonal ``Q`` (new stream ``Q.T x``) for a coming hidden-size resize.
 
     ``wavelet``, ``mode`` and ``fractional`` are those of the resize (they define its
-    analysis matrix, whose row space ``Q`` maps onto the principal directions).
+    analysis matrix, whose row space ``Q`` maps onto the principal directions);
+    ``analysis`` (``target_hidden x hidden``) gives that matrix directly, for a resize
+    that is not ``method="bot"``'s (the benchmark's rotated weight-selection control).
 
     Examples
     --------
@@ -430,19 +432,19 @@ def rotation_matrix(moments, *, layernorm: bool, target_hidden: int | None = Non
     m = np.asarray(moments, dtype=np.float64)
     n = m.shape[0]
     target = n if target_hidden is None else int(target_hidden)
+    a = None if target >= n else np.asarray(analysis, dtype=np.float64) if analysis is not None else \
+        _hidden_analysis(n, target, wavelet=wavelet, mode=mode, fractional=fractional)
     if not layernorm:
         basis = principal_basis(m)
         if target >= n:  # growing (or keeping) loses no direction: the principal basis will do
             return basis
-        return rotation_for(basis, _hidden_analysis(n, target, wavelet=wavelet, mode=mode,
-                                                    fractional=fractional))
+        return rotation_for(basis, a)
     e = _ones(n)
     p = np.eye(n) - np.outer(e, e)
     basis = _mean_free_basis(p @ m @ p)  # the stream is P x once it is mean-free
     if target >= n:
         return basis @ _householder(e)
-    return rotation_for(basis, _hidden_analysis(n, target, wavelet=wavelet, mode=mode, fractional=fractional),
-                        fixed=e)
+    return rotation_for(basis, a, fixed=e)
 
 
 # -- the plan --------------------------------------------------------------------------
@@ -895,7 +897,8 @@ def rotate_post_ln(params: Mapping, config: Mapping, q) -> tuple[dict, dict]:
 
 def rotate_post_ln_principal(params: Mapping, config: Mapping, moments, *,
                              target_hidden: int | None = None, wavelet: str = "haar",
-                             mode: str = "periodization", fractional: str | None = None) -> tuple[dict, dict]:
+                             mode: str = "periodization", fractional: str | None = None,
+                             analysis=None) -> tuple[dict, dict]:
     """:func:`rotate_post_ln` with the principal rotation of a coming resize (``rotate=`` for BERT).
 
     Approximate (see :func:`rotate_post_ln`); the variant that trained best on BERT
@@ -904,7 +907,7 @@ def rotate_post_ln_principal(params: Mapping, config: Mapping, moments, *,
     """
     m = _check_moments(moments, _hidden(config, moments))
     q = rotation_matrix(m, layernorm=True, target_hidden=target_hidden, wavelet=wavelet, mode=mode,
-                        fractional=fractional)
+                        fractional=fractional, analysis=analysis)
     return rotate_post_ln(params, config, q)
 
 

@@ -112,8 +112,11 @@ def parse_method(name: str) -> tuple[str, dict]:
                 raise ValueError(f"method {name!r}: unknown option {part!r}; expected one of "
                                  f"{sorted(BOT_OPTIONS)} or noise<alpha>")
         return "bot", opts
+    if parts[1:] == ["pcaln"]:  # the control: the same rotation before another method (post-LN)
+        return parts[0], {"reorder": "pca", "wavelet": "haar"}
     if len(parts) != 1:
-        raise ValueError(f"method {name!r}: only 'bot:<gain>:<wavelet>' takes options")
+        raise ValueError(f"method {name!r}: only 'bot:<gain>:<wavelet>' takes options "
+                         "(a baseline takes ':pcaln' alone)")
     return parts[0], {}
 
 
@@ -198,14 +201,16 @@ class Family:
         if base == "bot":  # a label means what it meant when it ran: the area step unless :fsel
             opts.setdefault("fractional", "area")
         if "rotate" in opts or "reorder" in opts:  # transform the stream here (any family), then resize
-            params, cfg = self._stream_transformed(opts, target, source, config)
+            params, cfg = self._stream_transformed(opts, target, source, config, base)
+            if base != "bot":
+                opts = {k: v for k, v in opts.items() if k not in ("wavelet", "fractional")}
             return resize_model(params, dict(target), method=base, config=cfg, **opts)
         if source is not None:
             return resize_model(source, dict(target), method=base, config=config, **opts)
         cfg = None if isinstance(self.source, (str, Path)) else self.config
         return resize_model(self.source, dict(target), method=base, config=cfg, **opts)
 
-    def _stream_transformed(self, opts: dict, target: dict, source, config) -> tuple[dict, dict]:
+    def _stream_transformed(self, opts: dict, target: dict, source, config, base: str = "bot") -> tuple[dict, dict]:
         """The source (or a staged ``source``) with its residual stream rotated or permuted.
 
         Pops the stream options from ``opts``: ``rotate`` (the exact rotation of a pre-norm
@@ -229,8 +234,14 @@ class Family:
                                    retie=opts.pop("retie", False), fractional=fractional)
         reorder = opts.pop("reorder")
         if reorder == "pca":  # what resize_model(rotate=) does for BERT
+            analysis = None
+            if base != "bot":  # a baseline's hidden axis: uniform selection
+                import botcore
+
+                n = moments.shape[0]
+                analysis = botcore.select(np.eye(n), (hidden, n)) if hidden and hidden < n else None
             return rotate_post_ln_principal(*src, moments, target_hidden=hidden, wavelet=wavelet,
-                                            fractional=fractional)
+                                            fractional=fractional, analysis=analysis)
         return rotate_post_ln(*src, permutation_matrix(energy_order(moments, pairs=reorder == "fold")))
 
     def params(self) -> dict:
