@@ -587,7 +587,7 @@ def _check_head(family: str, names, untie) -> None:
 def plan_rotation(params: Mapping, config: Mapping, moments, *, family: str | None = None,
                   target_hidden: int | None = None, wavelet: str = "haar",
                   mode: str = "periodization", tied: bool | None = None,
-                  retie: bool = False, fractional: str | None = None) -> Rotation:
+                  retie: bool = False, fractional: str | None = None, analysis=None) -> Rotation:
     """The :class:`Rotation` of a checkpoint (see the module docstring).
 
     ``params`` maps every source parameter name to its array; only the
@@ -625,7 +625,7 @@ def plan_rotation(params: Mapping, config: Mapping, moments, *, family: str | No
     if added:
         new_config["qkv_bias"] = True
     q = rotation_matrix(m, layernorm=layernorm, target_hidden=target_hidden, wavelet=wavelet, mode=mode,
-                        fractional=fractional)
+                        fractional=fractional, analysis=analysis)
     return Rotation(family, q, layernorm, new_config, norms, scales, biases, kept,
                     untie, retie and untie is not None, added)
 
@@ -746,7 +746,7 @@ def rotate_parameter(rotation: Rotation, name: str, array) -> dict:
 def rotate_residual(params: Mapping, config: Mapping, moments, *, family: str | None = None,
                     target_hidden: int | None = None, wavelet: str = "haar",
                     mode: str = "periodization", retie: bool = False,
-                    fractional: str | None = None) -> tuple[dict, dict]:
+                    fractional: str | None = None, analysis=None) -> tuple[dict, dict]:
     """Function-preserving residual rotation of a whole checkpoint (see the module docstring).
 
     Parameters
@@ -768,6 +768,8 @@ def rotate_residual(params: Mapping, config: Mapping, moments, *, family: str | 
     fractional : {None, "area", "select"}, keyword-only
         That of the coming resize (``method="bot"``'s option; ``"select"`` changes the
         analysis matrix of a non-dyadic hidden size).
+    analysis : array-like, keyword-only, optional
+        The coming hidden-axis resize's matrix itself (:func:`rotation_matrix`).
     retie : bool, keyword-only
         Keep a tied LM head tied (approximate; see the module docstring).
 
@@ -783,7 +785,7 @@ def rotate_residual(params: Mapping, config: Mapping, moments, *, family: str | 
         See :func:`plan_rotation`.
     """
     rot = plan_rotation(params, config, moments, family=family, target_hidden=target_hidden,
-                        wavelet=wavelet, mode=mode, retie=retie, fractional=fractional)
+                        wavelet=wavelet, mode=mode, retie=retie, fractional=fractional, analysis=analysis)
     out = {}
     for name in params:
         out.update(rotate_parameter(rot, name, params[name]))

@@ -61,7 +61,6 @@ def case_block(case: str) -> str:
 #: value (in every seed).
 TARGET_POINTS = 15
 CASES = ("bert-l2s", "decoder-l2s", "bert-s2l", "decoder-s2l", "vit")
-_BASELINES = ("weight_selection", "layer_select", "net2net")
 
 
 def _per_seed(runs: list, target: str, *, steps: int, higher: bool) -> dict:
@@ -99,7 +98,9 @@ def _contest(data, target, *, steps, higher):
     per = _per_seed(data["runs"], target, steps=steps, higher=higher)
     params = {r["method"]: r.get("params", 0) for r in data["runs"] if r["target"] == target}
     bot = _best(per, [m for m in per if _is_bot(m)], higher=higher)
-    return per, params, bot, _best(per, _BASELINES, higher=higher)
+    from transfer_report import BASELINES
+
+    return per, params, bot, _best(per, BASELINES, higher=higher)
 
 def _spread(xs, fmt) -> str:
     xs = list(xs)

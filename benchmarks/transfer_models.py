@@ -112,11 +112,12 @@ def parse_method(name: str) -> tuple[str, dict]:
                 raise ValueError(f"method {name!r}: unknown option {part!r}; expected one of "
                                  f"{sorted(BOT_OPTIONS)} or noise<alpha>")
         return "bot", opts
-    if parts[1:] == ["pcaln"]:  # the control: the same rotation before another method (post-LN)
-        return parts[0], {"reorder": "pca", "wavelet": "haar"}
+    if len(parts) == 2 and parts[1] in ("pca", "pca-tied", "pcaln"):
+        # the control: the same rotation, built for the baseline's hidden-axis selection
+        return parts[0], {**BOT_OPTIONS[parts[1]], "wavelet": "haar"}
     if len(parts) != 1:
         raise ValueError(f"method {name!r}: only 'bot:<gain>:<wavelet>' takes options "
-                         "(a baseline takes ':pcaln' alone)")
+                         "(a baseline takes one of ':pca', ':pca-tied', ':pcaln' alone)")
     return parts[0], {}
 
 
@@ -229,17 +230,17 @@ class Family:
         moments = self.residual_moments(*(src if source is not None else ()))
         hidden, wavelet = target.get("hidden"), opts["wavelet"]
         fractional = opts.get("fractional")  # the resize's too: it shapes the analysis matrix
+        analysis = None
+        n = np.asarray(moments).shape[0]
+        if base != "bot" and hidden and hidden < n:  # a baseline's hidden axis: uniform selection
+            import botcore
+
+            analysis = botcore.select(np.eye(n), (hidden, n))
         if opts.pop("rotate", None) is not None:
             return rotate_residual(*src, moments, target_hidden=hidden, wavelet=wavelet,
-                                   retie=opts.pop("retie", False), fractional=fractional)
+                                   retie=opts.pop("retie", False), fractional=fractional, analysis=analysis)
         reorder = opts.pop("reorder")
         if reorder == "pca":  # what resize_model(rotate=) does for BERT
-            analysis = None
-            if base != "bot":  # a baseline's hidden axis: uniform selection
-                import botcore
-
-                n = moments.shape[0]
-                analysis = botcore.select(np.eye(n), (hidden, n)) if hidden and hidden < n else None
             return rotate_post_ln_principal(*src, moments, target_hidden=hidden, wavelet=wavelet,
                                             fractional=fractional, analysis=analysis)
         return rotate_post_ln(*src, permutation_matrix(energy_order(moments, pairs=reorder == "fold")))
