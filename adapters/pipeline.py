@@ -193,14 +193,18 @@ class Plan:
 
 
 # -- planning -------------------------------------------------------------------------
+#: The methods ``rotate=`` applies to: the rotation is built for the hidden-axis resize that
+#: follows it (BoT's analysis matrix, or the uniform selection of the selection methods).
+ROTATE_METHODS = ("bot", "weight_selection", "layer_select")
+
 def _check_options(method, gain, dtype, rotate) -> None:
     check_option(method, METHODS, "method")
     if gain is not None:
         check_option(gain, GAINS, "gain")
     check_option(dtype, DTYPE_CHOICES, "dtype")
-    if rotate is not None and method != "bot":
-        raise OptionError(f"rotate= is an option of method='bot', not of method={method!r}; "
-                          "pass rotate=None")
+    if rotate is not None and method not in ROTATE_METHODS:
+        raise OptionError(f"rotate= is an option of method={' or '.join(map(repr, ROTATE_METHODS))}, "
+                          f"not of method={method!r} (it grows by replication); pass rotate=None")
 
 
 def _check_target(target) -> None:
@@ -304,7 +308,12 @@ def _tileable_early(layout: Layout, spec: Spec, method: str, options: Mapping) -
     return not (any(v.transpose for v in views) or method == "net2net" or options)
 
 
-def _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie, fractional=None):
+def _hidden_selection(n: int, m: int):
+    """The ``(m, n)`` uniform selection of the selection methods' hidden axis (``None``: no shrink)."""
+    return botcore.select(np.eye(n), (m, n)) if m < n else None
+
+
+def _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie, fractional=None, analysis=None):
     """The source rotated in memory (``rotate=``): a new reader, its layout, and the note."""
     from .rotation import (
         APPROXIMATE,
@@ -320,13 +329,11 @@ def _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie, fractional=No
     config = reader.config
     params = {n: reader.read(n) for n in reader.tensors()}
     tied = bool(config.get("tie_word_embeddings")) or bool(confirm_ties(reader, adapter))
+    kw = dict(target_hidden=sizes["hidden"], wavelet=wavelet, mode=mode, fractional=fractional, analysis=analysis)
     if approximate:
-        params, config = rotate_post_ln_principal(params, config, rotate, target_hidden=sizes["hidden"],
-                                                  wavelet=wavelet, mode=mode, fractional=fractional)
+        params, config = rotate_post_ln_principal(params, config, rotate, **kw)
     else:
-        params, config = rotate_residual(params, config, rotate, target_hidden=sizes["hidden"],
-                                         wavelet=wavelet, mode=mode, family=adapter.family, retie=retie,
-                                         fractional=fractional)
+        params, config = rotate_residual(params, config, rotate, family=adapter.family, retie=retie, **kw)
     note = rotation_note(adapter.family, tied=tied, retie=retie)
     rotated = MappingReader(params, config=config)
     rotated.likes = {**rotated.likes, **getattr(reader, "likes", {})}
@@ -385,7 +392,9 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
 
             retie = default_retie(layout.sizes["hidden"], sizes["hidden"])
         reader, layout, note = _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie,
-                                        fractional=opts.get("fractional"))
+                                        fractional=opts.get("fractional"),
+                                        analysis=None if method == "bot" else
+                                        _hidden_selection(layout.sizes["hidden"], sizes["hidden"]))
         notes.append(note)
     shapes, records = {}, []
     for spec in layout.specs.values():  # plan every signal before touching data

@@ -126,6 +126,31 @@ def test_fractional_select_rotation_keeps_the_principal_subspace(layernorm):
         np.testing.assert_allclose(select @ q.T @ principal_basis(moments)[:, m:], 0, atol=1e-10)
 
 
+@pytest.mark.parametrize("method", ["weight_selection", "layer_select"])
+def test_rotation_before_a_selection_keeps_the_principal_subspace(method):
+    """``rotate=`` with a selection method: the rotation is built for the uniform selection
+    of the hidden axis, so the kept embedding columns span the principal subspace (here the
+    embedding rows are the stream: its top directions are kept, the rest dropped)."""
+    model = _llama(tied=False)
+    params, cfg = dict(model.state_dict()), model.config.to_dict()
+    moments = _moments(model)
+    res = resize_model(params, {"hidden": 8, "heads": 2, "kv_heads": 1}, config=cfg, method=method,
+                       rotate=moments, retie=False)
+    rotated, _ = rotate_residual(params, cfg, moments, target_hidden=8,
+                                 analysis=botcore.select(np.eye(16), (8, 16)))
+    ref = resize_model(rotated, {"hidden": 8, "heads": 2, "kv_heads": 1}, config={**cfg, "tie_word_embeddings": False},
+                       method=method)
+    assert all(torch.allclose(res.params[k], ref.params[k], atol=1e-6) for k in ref.params)
+    u = principal_basis(moments)
+    emb = params["model.embed_tokens.weight"].double().numpy()
+    kept = res.params["model.embed_tokens.weight"].double().numpy()
+    top = emb @ u[:, :8]  # the embedding in its 8 principal coordinates
+    # the kept columns are an orthogonal map of the principal coordinates
+    np.testing.assert_allclose(np.linalg.norm(kept, axis=1), np.linalg.norm(top, axis=1), rtol=1e-5)
+    plain = resize_model(params, {"hidden": 8, "heads": 2, "kv_heads": 1}, config=cfg, method=method)
+    assert np.linalg.norm(plain.params["model.embed_tokens.weight"].double().numpy()) < np.linalg.norm(kept)
+
+
 def test_shrink_and_growth_with_rotation_load_as_llama():
     model = _llama(tied=True)
     params = dict(model.state_dict())
@@ -157,9 +182,9 @@ def test_rotation_is_refused_where_it_cannot_be_exact(tmp_path):
     model = _llama(tied=False)
     cfg = model.config.to_dict()
     moments = np.eye(16)
-    with pytest.raises(OptionError, match="method='bot'"):
-        resize_model(dict(model.state_dict()), None, config=cfg, method="weight_selection",
-                     rotate=moments)
+    with pytest.raises(OptionError, match="not of method='net2net'"):
+        resize_model(dict(model.state_dict()), {"hidden": 32, "heads": 8, "kv_heads": 4}, config=cfg,
+                     method="net2net", rotate=moments)
     headless = {k[len("model."):]: v for k, v in model.state_dict().items() if k.startswith("model.")}
     with pytest.raises(UnsupportedModelError, match="LM head"):
         rotate_residual(headless, cfg, moments)
