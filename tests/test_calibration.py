@@ -84,9 +84,11 @@ def test_calibration_file_problems_are_one_line(llama_dir, tmp_path, content, wo
     assert not (tmp_path / "out").exists()
 
 
-def test_calibration_rotates_bert_approximately(tmp_path):
+@pytest.mark.parametrize("method", ["bot", "weight_selection"])
+def test_calibration_rotates_bert_approximately(tmp_path, method):
     """Post-LN BERT (MiniLM): the CLI measures the moments with the encoder and writes what
-    ``resize_model(rotate=)`` writes in-process; the output loads in a fresh process."""
+    ``resize_model(rotate=)`` writes in-process (BoT, and the rotated weight selection);
+    the output loads in a fresh process."""
     from botcore.adapters import resize_model
     from botcore.adapters.rotation import moments_from_text
     from safetensors.numpy import load_file
@@ -95,17 +97,18 @@ def test_calibration_rotates_bert_approximately(tmp_path):
     text = tmp_path / "calibration.txt"
     text.write_text(TEXT)
     out = tmp_path / "out"
-    proc = _resize(minilm, out, "--hidden", "192", "--heads", "6", "--calibration", text)
+    proc = _resize(minilm, out, "--hidden", "192", "--heads", "6", "--calibration", text, "--method", method)
     assert proc.returncode == 0, proc.stderr
     model = transformers.AutoModel.from_pretrained(minilm)
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm)
-    ref = resize_model(minilm, {"hidden": 192, "heads": 6}, rotate=moments_from_text(model, tokenizer, TEXT))
+    ref = resize_model(minilm, {"hidden": 192, "heads": 6}, rotate=moments_from_text(model, tokenizer, TEXT),
+                       method=method)
     written = load_file(str(out / "model.safetensors"))
     assert set(written) >= {k for k in ref.params if not k.endswith("position_ids")}
     for name, value in written.items():
         if name in ref.params:
             np.testing.assert_allclose(value, np.asarray(ref.params[name]), atol=1e-6, err_msg=name)
-    plain = resize_model(minilm, {"hidden": 192, "heads": 6})
+    plain = resize_model(minilm, {"hidden": 192, "heads": 6}, method=method)
     emb = "embeddings.word_embeddings.weight"
     assert not np.allclose(written[emb], np.asarray(plain.params[emb]))
     check = subprocess.run([sys.executable, "-c", "import sys, transformers; m = transformers.BertModel."
