@@ -61,9 +61,11 @@ def _stat(xs) -> dict | None:
 
 
 #: The baselines a BoT variant is compared with (the best of those present, by mean final value).
-#: ``weight_selection:pcaln`` is weight selection after the same approximate rotation of a
-#: post-LN stream as BoT's ``:pcaln``: the control that tells the rotation's share from BoT's.
-BASELINES = ("weight_selection", "layer_select", "net2net", "weight_selection:pcaln")
+#: ``weight_selection:<rotation>`` is weight selection after the same rotation of the stream
+#: as BoT's ``:pca`` / ``:pca-tied`` / ``:pcaln`` (built for the selection): the control that
+#: tells the rotation's share from BoT's.
+BASELINES = ("weight_selection", "layer_select", "net2net", "weight_selection:pca",
+             "weight_selection:pca-tied", "weight_selection:pcaln")
 
 
 def best_baseline(methods: dict, *, higher: bool) -> str | None:
