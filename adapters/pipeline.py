@@ -195,7 +195,7 @@ class Plan:
 # -- planning -------------------------------------------------------------------------
 #: The methods ``rotate=`` applies to: the rotation is built for the hidden-axis resize that
 #: follows it (BoT's analysis matrix, or the uniform selection of the selection methods).
-ROTATE_METHODS = ("bot", "weight_selection", "layer_select")
+ROTATE_METHODS = tuple(m for m in METHODS if m != "net2net")  # net2net grows by replication
 
 def _check_options(method, gain, dtype, rotate) -> None:
     check_option(method, METHODS, "method")
