@@ -53,7 +53,7 @@ import numpy as np
 import botcore
 from botcore.errors import OptionError
 from botcore.fractional import replicate_indices
-from botcore.names import METHODS
+from botcore.names import FRACTIONAL_STEPS, METHODS
 
 __all__ = ["DEPTH_GROWTH", "METHODS", "detail_noise_like", "layer_indices", "net2net_layers",
            "resize_signal"]
@@ -163,7 +163,7 @@ def _bot(data, roles, shape, *, wavelet, mode, gain, residual, depth_growth, det
         raise OptionError(f"depth_growth={depth_growth!r} is not offered; expected one of {DEPTH_GROWTH}")
     if heads not in (None, "wavelet", "select"):
         raise OptionError(f"heads={heads!r} is not offered; expected 'wavelet' or 'select'")
-    if fractional not in (None, "area", "select"):
+    if fractional is not None and fractional not in FRACTIONAL_STEPS:
         raise OptionError(f"fractional={fractional!r} is not offered; expected 'area' or 'select'")
     if depth_growth == "identity":
         data, note = _identity_depth(data, roles, shape, residual)

@@ -56,7 +56,15 @@ import numpy as np
 import botcore
 from botcore._checks import check_option
 from botcore.errors import NonFiniteError, OptionError, TargetError
-from botcore.names import DTYPE_CHOICES, FLOAT_DTYPES, GAINS, METHODS, compute_dtype, output_dtype
+from botcore.names import (
+    DTYPE_CHOICES,
+    FLOAT_DTYPES,
+    FRACTIONAL_STEPS,
+    GAINS,
+    METHODS,
+    compute_dtype,
+    output_dtype,
+)
 
 from ._arrays import sumsq as _sumsq
 from .base import Layout, NativeOut, Spec
@@ -308,11 +316,6 @@ def _tileable_early(layout: Layout, spec: Spec, method: str, options: Mapping) -
     return not (any(v.transpose for v in views) or method == "net2net" or options)
 
 
-def _hidden_selection(n: int, m: int):
-    """The ``(m, n)`` uniform selection of the selection methods' hidden axis (``None``: no shrink)."""
-    return botcore.select(np.eye(n), (m, n)) if m < n else None
-
-
 def _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie, fractional=None, analysis=None):
     """The source rotated in memory (``rotate=``): a new reader, its layout, and the note."""
     from .rotation import (
@@ -380,21 +383,21 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
     opts = {k: v for k, v in dict(options or {}).items() if v is not None}
     if method == "bot":  # the area step is the plain (tileable) path: no option
         fractional = opts.pop("fractional", None) or default_fractional(adapter.family, layout.sizes, sizes)
-        if fractional not in ("area", "select"):
+        if fractional not in FRACTIONAL_STEPS:
             raise OptionError(f"fractional={fractional!r} is not offered; expected 'area', 'select' or "
                               "None (the family's measured default)")
         if fractional != "area":
             opts["fractional"] = fractional
     notes = []
     if rotate is not None:
-        if retie is None:
-            from .rotation import default_retie
+        from .rotation import default_retie, selection_analysis
 
+        if retie is None:
             retie = default_retie(layout.sizes["hidden"], sizes["hidden"])
         reader, layout, note = _rotated(reader, adapter, rotate, sizes, wavelet, mode, retie,
                                         fractional=opts.get("fractional"),
                                         analysis=None if method == "bot" else
-                                        _hidden_selection(layout.sizes["hidden"], sizes["hidden"]))
+                                        selection_analysis(layout.sizes["hidden"], sizes["hidden"]))
         notes.append(note)
     shapes, records = {}, []
     for spec in layout.specs.values():  # plan every signal before touching data

@@ -384,6 +384,19 @@ def _householder(e: np.ndarray) -> np.ndarray:
     return np.eye(len(e)) - 2.0 * np.outer(v, v) / (v @ v)
 
 
+def selection_analysis(n: int, m: int) -> np.ndarray | None:
+    """The ``(m, n)`` matrix of a uniform selection of the hidden axis (``None``: no shrink).
+
+    What ``rotate=`` is built for with ``method="weight_selection"`` or ``"layer_select"``.
+
+    >>> selection_analysis(4, 2).astype(int).tolist(), selection_analysis(4, 4)
+    ([[1, 0, 0, 0], [0, 0, 1, 0]], None)
+    """
+    import botcore
+
+    return botcore.select(np.eye(n), (m, n)) if m < n else None
+
+
 def _hidden_analysis(n: int, m: int, *, wavelet: str, mode: str, fractional: str | None = None) -> np.ndarray:
     """The ``(m, n)`` matrix of the coming hidden-axis resize (``fractional="select"``: its
     fractional step by uniform selection, as ``resize_model(fractional="select")`` does)."""
@@ -421,7 +434,7 @@ def rotation_matrix(moments, *, layernorm: bool, target_hidden: int | None = Non
     ``wavelet``, ``mode`` and ``fractional`` are those of the resize (they define its
     analysis matrix, whose row space ``Q`` maps onto the principal directions);
     ``analysis`` (``target_hidden x hidden``) gives that matrix directly, for a resize
-    that is not ``method="bot"``'s (the benchmark's rotated weight-selection control).
+    that is not ``method="bot"``'s (:func:`selection_analysis` for the selection methods).
 
     Examples
     --------

@@ -224,18 +224,15 @@ class Family:
             rotate_post_ln,
             rotate_post_ln_principal,
             rotate_residual,
+            selection_analysis,
         )
 
         src = (dict(source), dict(config)) if source is not None else (self.params(), self.config)
         moments = self.residual_moments(*(src if source is not None else ()))
         hidden, wavelet = target.get("hidden"), opts["wavelet"]
         fractional = opts.get("fractional")  # the resize's too: it shapes the analysis matrix
-        analysis = None
-        n = np.asarray(moments).shape[0]
-        if base != "bot" and hidden and hidden < n:  # a baseline's hidden axis: uniform selection
-            import botcore
-
-            analysis = botcore.select(np.eye(n), (hidden, n))
+        n = np.asarray(moments).shape[0]  # a baseline's hidden axis: uniform selection
+        analysis = selection_analysis(n, hidden) if base != "bot" and hidden else None
         if opts.pop("rotate", None) is not None:
             return rotate_residual(*src, moments, target_hidden=hidden, wavelet=wavelet,
                                    retie=opts.pop("retie", False), fractional=fractional, analysis=analysis)

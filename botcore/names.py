@@ -20,6 +20,7 @@ __all__ = [
     "COMPUTE_DTYPES",
     "DTYPE_CHOICES",
     "FLOAT_DTYPES",
+    "FRACTIONAL_STEPS",
     "GAINS",
     "METHODS",
     "SIZES",
@@ -35,6 +36,10 @@ METHODS = ("bot", "weight_selection", "layer_select", "net2net")
 
 #: The magnitude conventions of :func:`botcore.resize`.
 GAINS = ("paper", "function", "std")
+
+#: How ``method="bot"`` of :func:`botcore.adapters.resize_model` does a non-dyadic step
+#: (``fractional=``): area resampling (the algebra's step) or uniform selection.
+FRACTIONAL_STEPS = ("area", "select")
 
 #: Floating-point dtypes the algebra accepts, mapped to the dtype it computes in.
 #: The bfloat16/float16 policy: read narrow, compute in float32 (never narrower),

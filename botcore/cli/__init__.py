@@ -28,7 +28,7 @@ import os
 import sys
 import traceback
 
-from ..names import DTYPE_CHOICES, GAINS, METHODS, SIZES
+from ..names import DTYPE_CHOICES, FRACTIONAL_STEPS, GAINS, METHODS, SIZES
 
 __all__ = ["TARGET_FIELDS", "build_parser", "main"]
 
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     tie.add_argument("--tie", action="store_const", const=True, dest="retie",
                      help="with --calibration: always keep a tied LM head tied (the final norm "
                           "gain approximated by its closest diagonal)")
-    r.add_argument("--fractional", choices=("area", "select"), default=None,
+    r.add_argument("--fractional", choices=FRACTIONAL_STEPS, default=None,
                    help="--method bot: how a non-dyadic step is done (default: measured per family: "
                         "select for BERT shrinks, area otherwise)")
     r.add_argument("--quantize", choices=("q8_0",), default=None,
