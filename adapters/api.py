@@ -163,6 +163,7 @@ def resize_model(
     seed: int = 0,
     heads: str | None = None,
     fractional: str | None = None,
+    match: bool = False,
     scheduler=None,
     chunk_bytes="1GiB",
     quantize: str | None = None,
@@ -242,6 +243,12 @@ def resize_model(
         by the wavelet). ``None`` (the default): the family's measured default
         (:func:`default_fractional`: ``"select"`` for BERT shrinks, ``"area"``
         otherwise).
+    match : bool, keyword-only
+        ``method="bot"`` shrinks: first permute each layer's FFN neurons (and attention
+        heads, except in grouped-query models) so that the units the Haar transform
+        averages together (across a pair of layers, within a pair of units) are alike
+        (:mod:`botcore.adapters.matching`). The permutation alone changes no output;
+        only power-of-two ratios are matched. Default ``False``.
     scheduler : str or distributed.Client, keyword-only, optional
         Run the per-signal jobs on the workers of this Dask scheduler
         (``tcp://HOST:PORT``); needs ``out=`` on a file system the workers share.
@@ -276,7 +283,7 @@ def resize_model(
                          options=dict(depth_growth=depth_growth, detail_noise=detail_noise,
                                       seed=seed if (depth_growth or detail_noise) else None,
                                       heads=heads, fractional=fractional),
-                         chunk_bytes=_chunk(chunk_bytes) if out is not None else None)
+                         chunk_bytes=_chunk(chunk_bytes) if out is not None else None, match=match)
     writer = None
     if out is not None:
         fmt = output_format(out, source_format(source))

@@ -71,6 +71,7 @@ from .base import Layout, NativeOut, Spec
 from .io import open_reader
 from .io.base import OutputPlan, TensorInfo, itemsize, numpy_dtype
 from .io.mapping import MappingReader, MemoryWriter
+from .matching import permute_units
 from .methods import resize_signal
 from .registry import detect_family, get_adapter
 from .targets import resolve_target
@@ -189,6 +190,7 @@ class Plan:
     outputs: dict = field(repr=False, default_factory=dict)
     notes: list = field(default_factory=list)
     options: dict = field(default_factory=dict)
+    matching: dict = field(repr=False, default_factory=dict)
 
     @property
     def nbytes(self) -> int:
@@ -356,7 +358,7 @@ def _is_reader(source) -> bool:
 
 def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="periodization",
          config=None, family=None, rotate=None, retie=None, dtype="keep", check=None,
-         options: Mapping | None = None, chunk_bytes: int | None = None) -> Plan:
+         options: Mapping | None = None, chunk_bytes: int | None = None, match: bool = False) -> Plan:
     """Plan a resize from shapes only (see the module docstring); raises before reading data.
 
     Takes the arguments of :func:`botcore.adapters.resize_model` that shape the result;
@@ -365,9 +367,13 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
     ``options`` are further keywords of
     :func:`~botcore.adapters.methods.resize_signal` (``depth_growth``,
     ``detail_noise``, ``seed``: options of ``method="bot"``). ``chunk_bytes`` is the
-    tiling threshold :func:`run` will use (it changes the memory estimate).
+    tiling threshold :func:`run` will use (it changes the memory estimate). ``match``
+    permutes each layer's units before a BoT shrink (:mod:`botcore.adapters.matching`).
     """
     _check_options(method, gain, dtype, rotate)
+    if match and method != "bot":
+        raise OptionError(f"match=True orders the units that method='bot' averages; method={method!r} "
+                          "averages nothing: leave match unset")
     if retie is not None and not isinstance(retie, bool):
         raise OptionError(f"retie={retie!r}: expected True (keep a tied LM head tied after rotate=), "
                           "False (write it untied, function kept exactly) or None (tied only when "
@@ -408,14 +414,29 @@ def plan(source, target=None, *, method="bot", wavelet="haar", gain=None, mode="
                               f"planned: {method}"))
     records += [Record("residual stream", (), (), (), (), note) for note in notes]
     need = estimate(layout, shapes, dtype, chunk_bytes=chunk_bytes,
-                    tiled=lambda s: _tileable_early(layout, s, method, opts))
+                    tiled=lambda s: _tileable_early(layout, s, method, opts or match))
     if check is not None:
         check(need)
+    matching = _matching(reader, layout, sizes, notes) if match else {}
     outputs = adapter.outputs(layout, shapes)
     tensors = [TensorInfo(o.name, o.shape, _out_dtype(o.dtype, dtype)) for o in outputs.values()]
     return Plan(adapter.family, dict(layout.sizes), sizes, _out_config(adapter, layout.config, sizes,
                 dtype), records, tensors, need.peak, method, wavelet, gain,
-                mode, dtype, reader, adapter, layout, shapes, outputs, notes, opts)
+                mode, dtype, reader, adapter, layout, shapes, outputs, notes, opts, matching)
+
+
+def _matching(reader, layout: Layout, sizes: Mapping, notes: list) -> dict:
+    """The unit orders of ``match=True`` (:mod:`botcore.adapters.matching`); notes what was done."""
+    from .matching import matched_keys, plan_matching
+
+    keys = matched_keys(layout, layout.sizes, sizes)
+    if not keys:
+        notes.append("match: nothing shrinks by a power of two; units kept in their order")
+        return {}
+    matching = plan_matching(reader, layout, layout.sizes, sizes)
+    notes.append("match: " + ", ".join(f"{k} units aligned over blocks of {d} layers and grouped by {f}"
+                                       for k, (d, f) in keys.items()))
+    return matching
 
 
 # -- running ----------------------------------------------------------------------------
@@ -580,6 +601,8 @@ def resize_one(plan: Plan, spec: Spec, *, allow_nonfinite: bool, measure: bool):
     """Read, check and resize one signal: ``(resized array, record)``."""
     shape = plan.shapes[spec.name]
     data = read_stack(plan.reader, plan.layout, spec, allow_nonfinite=allow_nonfinite)
+    if plan.matching:
+        data = permute_units(data, spec.rule.axis_dims, plan.matching)
     offset = plan.adapter.offset_of(spec.name) if tuple(shape) != tuple(spec.shape) else 0.0
     if offset:  # resize the value the model applies (Gemma: 1 + w), store it back minus the offset
         data += data.dtype.type(offset)

@@ -47,7 +47,8 @@ def rows_per_block(rows: int, row_elems: int, itemsize: int, block_bytes: int, *
 def tileable(plan, spec) -> bool:
     """Whether ``spec`` can go through the tiled path (see the module docstring)."""
     views = [plan.layout.views[m] for m in spec.members]
-    if any(v.transpose for v in views) or plan.method == "net2net" or plan.options:
+    if any(v.transpose for v in views) or plan.method == "net2net" or plan.options \
+            or plan.matching:
         return False
     if plan.adapter.offset_of(spec.name):  # Gemma's 1 + w norms: small vectors, kept in memory
         return False

@@ -82,6 +82,7 @@ BOT_OPTIONS = {
     "pcaln": {"reorder": "pca"},          # post-LN: approximate rotation onto the principal subspace
     "hsel": {"heads": "select"},          # whole attention heads kept by selection, the rest BoT
     "fsel": {"fractional": "select"},     # fractional (non-dyadic) steps by selection, dyadic levels BoT
+    "match": {"match": True},             # each layer's FFN neurons and heads matched before averaging
 }
 
 

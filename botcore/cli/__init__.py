@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fractional", choices=FRACTIONAL_STEPS, default=None,
                    help="--method bot: how a non-dyadic step is done (default: measured per family: "
                         "select for BERT shrinks, area otherwise)")
+    r.add_argument("--match", action="store_true",
+                   help="--method bot shrinks: first permute each layer's FFN neurons and heads so "
+                        "that the units averaged together are alike (exact; power-of-two ratios)")
     r.add_argument("--quantize", choices=("q8_0",), default=None,
                    help="GGUF output only: store the 2-D tensors as Q8_0")
     r.add_argument("--chunk-bytes", default="1GiB", metavar="SIZE",

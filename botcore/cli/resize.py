@@ -140,6 +140,8 @@ def _options(args) -> dict:
         options["gain"] = args.gain
     if getattr(args, "fractional", None) is not None:
         options["fractional"] = args.fractional
+    if getattr(args, "match", False):
+        options["match"] = True
     if args.family:
         options["family"] = args.family
     argv = getattr(args, "argv", None)
