@@ -44,7 +44,7 @@ Duplicated neurons, shuffled, are found and put side by side:
 >>> dup = np.concatenate([w, w * 1.01], axis=1)[:, [0, 4, 2, 1, 5, 3]]
 >>> order = group_units(dup[0], 2)
 >>> [sorted(int(v) for v in order[i:i + 2]) for i in (0, 2, 4)]
-[[0, 3], [1, 5], [2, 4]]
+[[0, 5], [1, 3], [2, 4]]
 """
 
 from __future__ import annotations
